@@ -1,0 +1,185 @@
+"""Street graphs and vehicles that drive along them.
+
+``StreetGraph`` holds a road network with all-pairs shortest-path routing tables computed
+once in NumPy/SciPy (``StreetGraph.from_edges``). ``StreetVehicles`` moves vehicles along
+the roads inside jit: each step a vehicle advances ``speed * dt`` metres along the route
+given by ``next_hop``, crossing as many nodes as needed (up to ``max_hops``), and on
+arrival draws a new destination and speed.
+
+Graphs are never renumbered: nodes outside the largest connected component (and padding
+nodes added by ``StreetGraph.pad``) get ``node_mask = False`` and vehicles never use them.
+Padding gives different maps the same array sizes, so a stack of graphs inside a stack of
+``StreetVehicles.Params`` runs a batch of twins on different maps under one ``vmap``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components, shortest_path
+
+from dtwin_jax import _checks
+
+UNREACHABLE = 1e9
+"""Value of ``StreetGraph.dist`` between nodes with no path between them (metres)."""
+
+
+@struct.dataclass
+class StreetGraph:
+    """An undirected road network with shortest-path routing tables.
+
+    Fields (N nodes, E edges):
+      nodes     [N, 2] float32  node coordinates, metres
+      edges     [E, 2] int32    undirected edges ``(i, j)`` with ``i < j``, each once
+      next_hop  [N, N] int32    next node on a shortest path from i to j (i if i == j or
+                                j is unreachable)
+      dist      [N, N] float32  shortest-path length, metres (``UNREACHABLE`` if no path)
+      area_min  [2] float32     lower-left corner of the map area, metres
+      area_max  [2] float32     upper-right corner, metres
+      node_mask [N] bool        True for nodes of the largest connected component
+      edge_mask [E] bool        True for real edges (False for padding)
+    Edge lengths are the Euclidean distances between their end nodes.
+    """
+
+    nodes: jax.Array
+    edges: jax.Array
+    next_hop: jax.Array
+    dist: jax.Array
+    area_min: jax.Array
+    area_max: jax.Array
+    node_mask: jax.Array
+    edge_mask: jax.Array
+
+    @property
+    def num_nodes(self) -> int:
+        return self.nodes.shape[-2]
+
+    @property
+    def num_edges(self) -> int:
+        return self.edges.shape[-2]
+
+    @property
+    def bounds(self) -> tuple[jax.Array, jax.Array]:
+        """``(area_min [2], area_max [2])`` in metres."""
+        return self.area_min, self.area_max
+
+    @classmethod
+    def from_edges(cls, nodes, edges, area_min=None, area_max=None) -> StreetGraph:
+        """Build a graph from node coordinates ``[N, 2]`` (m) and integer edges ``[E, 2]``.
+
+        Edges are undirected; duplicates (in either orientation) are merged. Self loops,
+        indices outside ``[0, N)``, non-finite coordinates, zero-length edges, fewer than
+        2 nodes or no edge raise ValueError. The area defaults to the nodes' bounding box;
+        a given area must contain every node. Runs in NumPy/SciPy (call outside jit).
+        """
+        nodes = _checks.check_array("nodes", nodes, shape=(None, 2))
+        n = nodes.shape[0]
+        if n < 2:
+            raise ValueError(f"nodes has {n} rows; a street graph needs at least 2 nodes")
+        edges = _check_edges(edges, n)
+        lengths = np.linalg.norm(nodes[edges[:, 0]] - nodes[edges[:, 1]], axis=1)
+        if np.any(lengths <= 0.0):
+            i, j = edges[np.argmin(lengths)]
+            raise ValueError(f"edge ({i}, {j}) has zero length; nodes {i} and {j} coincide")
+        lo, hi = _check_bounds(nodes, area_min, area_max)
+
+        adj = coo_matrix((lengths, (edges[:, 0], edges[:, 1])), shape=(n, n)).tocsr()
+        dist, pred = shortest_path(adj, method="D", directed=False, return_predecessors=True)
+        # Undirected: the node after i on a shortest path i -> j is the node before i on
+        # the shortest path j -> i, i.e. pred[j, i]. All next_hop[:, j] come from one
+        # shortest-path tree rooted at j, so following them never loops.
+        next_hop = pred.T.copy()
+        no_hop = next_hop < 0
+        next_hop[no_hop] = np.broadcast_to(np.arange(n)[:, None], (n, n))[no_hop]
+        dist = np.where(np.isfinite(dist), dist, UNREACHABLE)
+
+        _, labels = connected_components(adj, directed=False)
+        node_mask = labels == np.argmax(np.bincount(labels))
+        return cls(
+            nodes=jnp.asarray(nodes, jnp.float32),
+            edges=jnp.asarray(edges, jnp.int32),
+            next_hop=jnp.asarray(next_hop, jnp.int32),
+            dist=jnp.asarray(dist, jnp.float32),
+            area_min=jnp.asarray(lo, jnp.float32),
+            area_max=jnp.asarray(hi, jnp.float32),
+            node_mask=jnp.asarray(node_mask),
+            edge_mask=jnp.ones(edges.shape[0], dtype=bool),
+        )
+
+    def pad(self, num_nodes: int, num_edges: int) -> StreetGraph:
+        """Pad to ``num_nodes`` nodes and ``num_edges`` edges (call outside jit).
+
+        Padding nodes sit at ``area_min``, are unreachable and masked out; padding edges
+        are ``(0, 0)`` with ``edge_mask = False``. Use it to stack graphs of different maps.
+        """
+        n, e = self.num_nodes, self.num_edges
+        num_nodes = _checks.check_int("num_nodes", num_nodes, lo=n)
+        num_edges = _checks.check_int("num_edges", num_edges, lo=e)
+        extra_n, extra_e = num_nodes - n, num_edges - e
+        idx = np.arange(num_nodes)
+        next_hop = np.broadcast_to(idx[:, None], (num_nodes, num_nodes)).copy()
+        next_hop[:n, :n] = np.asarray(self.next_hop)
+        dist = np.full((num_nodes, num_nodes), UNREACHABLE, dtype=np.float32)
+        np.fill_diagonal(dist, 0.0)
+        dist[:n, :n] = np.asarray(self.dist)
+        return self.replace(
+            nodes=jnp.concatenate([self.nodes, jnp.tile(self.area_min, (extra_n, 1))]),
+            edges=jnp.concatenate([self.edges, jnp.zeros((extra_e, 2), jnp.int32)]),
+            next_hop=jnp.asarray(next_hop, jnp.int32),
+            dist=jnp.asarray(dist),
+            node_mask=jnp.concatenate([self.node_mask, jnp.zeros(extra_n, bool)]),
+            edge_mask=jnp.concatenate([self.edge_mask, jnp.zeros(extra_e, bool)]),
+        )
+
+
+def street_graph_grid(nx: int, ny: int, spacing: float = 100.0) -> StreetGraph:
+    """A Manhattan grid of ``nx * ny`` nodes ``spacing`` metres apart, corner at the origin.
+
+    Node ``k = iy * nx + ix`` sits at ``(ix * spacing, iy * spacing)``.
+    """
+    nx = _checks.check_int("nx", nx, lo=1)
+    ny = _checks.check_int("ny", ny, lo=1)
+    if nx * ny < 2:
+        raise ValueError(f"nx * ny = {nx * ny}; a street graph needs at least 2 nodes")
+    spacing = _checks.check_float("spacing", spacing, lo=0.0, lo_open=True)
+    iy, ix = np.divmod(np.arange(nx * ny), nx)
+    nodes = np.stack([ix, iy], axis=1) * spacing
+    k = np.arange(nx * ny).reshape(ny, nx)
+    horizontal = np.stack([k[:, :-1].ravel(), k[:, 1:].ravel()], axis=1)
+    vertical = np.stack([k[:-1, :].ravel(), k[1:, :].ravel()], axis=1)
+    return StreetGraph.from_edges(nodes, np.concatenate([horizontal, vertical]))
+
+
+def _check_edges(edges, n: int) -> np.ndarray:
+    arr = np.asarray(edges)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"edges has shape {arr.shape}; expected (E, 2)")
+    if arr.shape[0] < 1:
+        raise ValueError("edges is empty; a street graph needs at least 1 edge")
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"edges must be an integer array, got dtype {arr.dtype}")
+    if arr.min() < 0 or arr.max() >= n:
+        bad = arr[(arr < 0) | (arr >= n)][0]
+        raise ValueError(f"edges has node index {bad} out of range; allowed [0, {n - 1}]")
+    if np.any(arr[:, 0] == arr[:, 1]):
+        i = arr[arr[:, 0] == arr[:, 1]][0, 0]
+        raise ValueError(f"edges has a self loop ({i}, {i}); self loops are not allowed")
+    return np.unique(np.sort(arr, axis=1), axis=0).astype(np.int64)
+
+
+def _check_bounds(nodes: np.ndarray, area_min, area_max) -> tuple[np.ndarray, np.ndarray]:
+    lo = nodes.min(axis=0) if area_min is None else _checks.check_array(
+        "area_min", area_min, shape=(2,)
+    )
+    hi = nodes.max(axis=0) if area_max is None else _checks.check_array(
+        "area_max", area_max, shape=(2,)
+    )
+    if np.any(nodes < lo) or np.any(nodes > hi):
+        raise ValueError(
+            f"area [{lo.tolist()}, {hi.tolist()}] does not contain every node; node bounding "
+            f"box is [{nodes.min(axis=0).tolist()}, {nodes.max(axis=0).tolist()}]"
+        )
+    return lo, hi
