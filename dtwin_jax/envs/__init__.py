@@ -1,0 +1,17 @@
+"""Environments: the API (base), spaces, the registry and the twins."""
+
+from dtwin_jax.envs.base import AgentObs, Environment, MultiAgentEnv
+from dtwin_jax.envs.registry import make, register, registered_envs
+from dtwin_jax.envs.spaces import Box, Discrete, MultiDiscrete
+
+__all__ = [
+    "AgentObs",
+    "Box",
+    "Discrete",
+    "Environment",
+    "MultiAgentEnv",
+    "MultiDiscrete",
+    "make",
+    "register",
+    "registered_envs",
+]

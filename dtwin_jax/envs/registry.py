@@ -1,0 +1,30 @@
+"""``make(env_id, **kwargs)``: build a registered environment by name."""
+
+from __future__ import annotations
+
+import importlib
+
+from dtwin_jax.envs.base import Environment
+
+_REGISTRY: dict[str, str] = {}
+
+
+def register(env_id: str, entry_point: str) -> None:
+    """Register ``env_id`` -> ``"package.module:ClassName"`` (imported lazily by :func:`make`)."""
+    if ":" not in entry_point:
+        raise ValueError(f"entry_point={entry_point!r} must look like 'package.module:ClassName'")
+    _REGISTRY[env_id] = entry_point
+
+
+def registered_envs() -> list[str]:
+    """Ids accepted by :func:`make`, sorted."""
+    return sorted(_REGISTRY)
+
+
+def make(env_id: str, **kwargs) -> Environment:
+    """Construct the environment registered as ``env_id`` with constructor ``kwargs``."""
+    if env_id not in _REGISTRY:
+        raise ValueError(f"env_id={env_id!r} is not registered; allowed: {registered_envs()}")
+    module_name, class_name = _REGISTRY[env_id].split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(**kwargs)

@@ -1,0 +1,84 @@
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from probe_envs import CounterEnv, MaskedTeamEnv
+
+from dtwin_jax.envs import Box, Discrete, MultiDiscrete, make, register, registered_envs
+from dtwin_jax.envs.testing import check_env
+from dtwin_jax.envs.wrappers import VecEnv
+
+
+def test_discrete_sample_respects_mask():
+    space = Discrete(5)
+    mask = jnp.array([False, True, False, True, False])
+    draws = jax.vmap(lambda k: space.sample(k, mask))(jax.random.split(jax.random.PRNGKey(0), 500))
+    assert set(np.unique(np.asarray(draws))) == {1, 3}
+    assert bool(space.contains(jnp.int32(4))) and not bool(space.contains(jnp.int32(5)))
+
+
+def test_multidiscrete_and_box_contains_samples():
+    md = MultiDiscrete((2, 3, 7))
+    box = Box(-1.0, 2.0, (4,))
+    for k in jax.random.split(jax.random.PRNGKey(1), 50):
+        assert bool(md.contains(md.sample(k)))
+        assert bool(box.contains(box.sample(k)))
+    assert not bool(md.contains(jnp.array([1, 3, 0])))
+    assert not bool(box.contains(jnp.array([0.0, 0.0, 0.0, 2.5])))
+    with pytest.raises(ValueError, match="Box.low"):
+        Box(1.0, 0.0, (1,))
+    with pytest.raises(ValueError, match="Discrete.n"):
+        Discrete(0)
+
+
+def test_step_auto_resets_and_keeps_final_observation():
+    env = CounterEnv()
+    params = env.default_params
+    obs, state = env.reset(jax.random.PRNGKey(0), params)
+    for t in range(params.horizon):
+        obs, state, reward, term, trunc, info = env.step(jax.random.PRNGKey(t), state, 1, params)
+    assert bool(trunc)
+    assert float(info["final_observation"][0]) == pytest.approx(1.0)
+    assert int(state.t) == 0 and float(obs[0]) == 0.0
+
+
+@pytest.mark.parametrize("env", [CounterEnv(), MaskedTeamEnv()])
+def test_check_env_passes_on_probe_envs(env):
+    traj = check_env(env, num_steps=12)
+    assert traj[1].shape[0] == 12
+
+
+def test_check_env_catches_retrace():
+    class Retracing(CounterEnv):
+        def reset_env(self, key, params):  # a weakly typed scalar in reset's state ...
+            obs, state = super().reset_env(key, params)
+            return obs, state.replace(total=jnp.asarray(0.0))  # ... is strong after a step
+
+    with pytest.raises(AssertionError):
+        check_env(Retracing(), num_steps=4)
+
+
+def test_vecenv_resets_only_done_twins_with_per_twin_params():
+    env = CounterEnv()
+    vec = VecEnv(env, 3)
+    params = vec.batch_params().replace(horizon=jnp.array([2, 3, 4]))
+    obs, state = vec.reset(jax.random.PRNGKey(0), params)
+    step = jax.jit(vec.step)
+    ts = []
+    for i in range(4):
+        obs, state, reward, term, trunc, info = step(jax.random.PRNGKey(i), state, jnp.ones(3, int),
+                                                     params)
+        ts.append(np.asarray(state.t))
+    np.testing.assert_array_equal(np.stack(ts), [[1, 1, 1], [0, 2, 2], [1, 0, 3], [0, 1, 0]])
+    chex.assert_shape(info["final_observation"], (3, 1))
+
+
+def test_registry_make_and_errors():
+    register("counter-test-v0", "probe_envs:CounterEnv")
+    assert "counter-test-v0" in registered_envs()
+    assert isinstance(make("counter-test-v0"), CounterEnv)
+    with pytest.raises(ValueError, match="env_id"):
+        make("nope-v0")
+    with pytest.raises(ValueError, match="entry_point"):
+        register("x", "no_colon")
