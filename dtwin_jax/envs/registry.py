@@ -28,3 +28,6 @@ def make(env_id: str, **kwargs) -> Environment:
     module_name, class_name = _REGISTRY[env_id].split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(**kwargs)
+
+
+register("association-v0", "dtwin_jax.envs.association:AssociationEnv")
