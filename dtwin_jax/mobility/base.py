@@ -109,14 +109,20 @@ def check_area(area_min, area_max) -> None:
         )
 
 
+def check_scalar(
+    name: str, value, lo: float | None = None, hi: float | None = None, lo_open: bool = False
+) -> float:
+    """Check a 0-d parameter array: finite, in ``[lo, hi]`` (``(lo, hi]`` if ``lo_open``)."""
+    arr = _checks.check_array(name, value, shape=())
+    return _checks.check_float(name, float(arr), lo=lo, hi=hi, lo_open=lo_open)
+
+
 def check_range(name_lo: str, lo, name_hi: str, hi, low: float = 0.0) -> None:
-    """Check ``low <= lo <= hi`` elementwise for a pair of range fields (e.g. speeds)."""
-    lo_arr = _checks.check_array(name_lo, lo, lo=low)
-    hi_arr = _checks.check_array(name_hi, hi, lo=low)
-    if np.any(hi_arr < lo_arr):
-        raise ValueError(
-            f"{name_hi}={hi_arr.tolist()} must be >= {name_lo}={lo_arr.tolist()}"
-        )
+    """Check ``low <= lo <= hi`` for a pair of 0-d range fields (e.g. speed_min, speed_max)."""
+    lo_val = check_scalar(name_lo, lo, lo=low)
+    hi_val = check_scalar(name_hi, hi, lo=low)
+    if hi_val < lo_val:
+        raise ValueError(f"{name_hi}={hi_val} must be >= {name_lo}={lo_val}")
 
 
 def uniform_in_area(key: jax.Array, num: int, area_min: jax.Array, area_max: jax.Array):

@@ -22,6 +22,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, shortest_path
 
 from dtwin_jax import _checks
+from dtwin_jax.mobility import base
 
 UNREACHABLE = 1e9
 """Value of ``StreetGraph.dist`` between nodes with no path between them (metres)."""
@@ -183,3 +184,166 @@ def _check_bounds(nodes: np.ndarray, area_min, area_max) -> tuple[np.ndarray, np
             f"box is [{nodes.min(axis=0).tolist()}, {nodes.max(axis=0).tolist()}]"
         )
     return lo, hi
+
+
+@struct.dataclass
+class StreetVehiclesParams:
+    """graph: a ``StreetGraph`` (padded to a common size to batch different maps);
+    dt [] s per step; speed_min/speed_max [] m/s. ``area_min``/``area_max`` are the graph's."""
+
+    graph: StreetGraph
+    dt: jax.Array
+    speed_min: jax.Array
+    speed_max: jax.Array
+
+    @property
+    def area_min(self) -> jax.Array:
+        return self.graph.area_min
+
+    @property
+    def area_max(self) -> jax.Array:
+        return self.graph.area_max
+
+
+@struct.dataclass
+class StreetVehiclesState:
+    """pos [U, 2] m; the vehicle is on the edge ``edge_from -> edge_to`` [U] int32,
+    ``offset`` [U] m past ``edge_from``; dest [U] int32 destination node; speed [U] m/s.
+    A vehicle standing on node n has ``edge_from = edge_to = n`` and offset 0."""
+
+    pos: jax.Array
+    edge_from: jax.Array
+    edge_to: jax.Array
+    offset: jax.Array
+    dest: jax.Array
+    speed: jax.Array
+
+
+class StreetVehicles(base.MobilityModel):
+    """Vehicles driving on a street graph along shortest paths to random destinations.
+
+    Each step a vehicle covers ``speed * dt`` metres along its route (following
+    ``graph.next_hop``), crossing up to ``max_hops`` nodes; distance left after
+    ``max_hops`` nodes is dropped, so choose ``max_hops`` above ``speed_max * dt`` over the
+    shortest edge. A vehicle that reaches its destination stops there for the rest of the
+    step and draws a new destination (uniform over the other masked nodes) and a new
+    speed in ``[speed_min, speed_max]``. ``graph`` (default: a 6 x 6 grid with 100 m
+    blocks) only sets ``default_params``; the graph used is ``params.graph``.
+    """
+
+    Params = StreetVehiclesParams
+    State = StreetVehiclesState
+
+    def __init__(self, num_users: int, max_hops: int = 8, graph: StreetGraph | None = None):
+        self.num_users = _checks.check_int("num_users", num_users, lo=1)
+        self.max_hops = _checks.check_int("max_hops", max_hops, lo=1)
+        self._graph = street_graph_grid(6, 6, 100.0) if graph is None else graph
+        _check_graph(self._graph)
+
+    def default_params(self) -> StreetVehiclesParams:
+        return StreetVehiclesParams(
+            graph=self._graph,
+            dt=jnp.asarray(1.0, jnp.float32),
+            speed_min=jnp.asarray(5.0, jnp.float32),
+            speed_max=jnp.asarray(15.0, jnp.float32),
+        )
+
+    def check_params(self, params: StreetVehiclesParams) -> None:
+        _check_graph(params.graph)
+        base.check_scalar("dt", params.dt, lo=0.0, lo_open=True)
+        base.check_range("speed_min", params.speed_min, "speed_max", params.speed_max)
+
+    def init(self, key: jax.Array, params: StreetVehiclesParams) -> StreetVehiclesState:
+        """Vehicles at uniform points of their first edge, routed to uniform destinations."""
+        g = params.graph
+        u = jax.random.uniform(key, (4, self.num_users), dtype=jnp.float32)
+        csum = jnp.cumsum(g.node_mask.astype(jnp.int32))
+        count = csum[-1]
+        start_rank = jnp.minimum(jnp.floor(u[0] * count).astype(jnp.int32), count - 1)
+        start = jnp.searchsorted(csum, start_rank + 1).astype(jnp.int32)
+        dest = _other_node(u[1], start, csum)
+        to = g.next_hop[start, dest]
+        offset = u[2] * _length(g.nodes, start, to)
+        speed = params.speed_min + u[3] * (params.speed_max - params.speed_min)
+        return StreetVehiclesState(
+            pos=_position(g, start, to, offset),
+            edge_from=start,
+            edge_to=to,
+            offset=offset,
+            dest=dest,
+            speed=speed,
+        )
+
+    def step(self, key: jax.Array, state: StreetVehiclesState, params: StreetVehiclesParams):
+        g = params.graph
+        dest = state.dest
+
+        def hop(_, carry):
+            frm, to, offset, budget = carry
+            left = jnp.maximum(_length(g.nodes, frm, to) - offset, 0.0)
+            reach = budget >= left
+            return (
+                jnp.where(reach, to, frm),
+                jnp.where(reach, g.next_hop[to, dest], to),
+                jnp.where(reach, 0.0, offset + budget),
+                jnp.where(reach, budget - left, 0.0),
+            )
+
+        carry = (state.edge_from, state.edge_to, state.offset, state.speed * params.dt)
+        frm, to, offset, _ = jax.lax.fori_loop(0, self.max_hops, hop, carry)
+
+        arrived = frm == dest
+        u = jax.random.uniform(key, (2, self.num_users), dtype=jnp.float32)
+        csum = jnp.cumsum(g.node_mask.astype(jnp.int32))
+        dest = jnp.where(arrived, _other_node(u[0], frm, csum), dest)
+        speed = params.speed_min + u[1] * (params.speed_max - params.speed_min)
+        to = jnp.where(arrived, g.next_hop[frm, dest], to)
+        return StreetVehiclesState(
+            pos=_position(g, frm, to, offset),
+            edge_from=frm,
+            edge_to=to,
+            offset=offset,
+            dest=dest,
+            speed=jnp.where(arrived, speed, state.speed),
+        )
+
+
+def _length(nodes: jax.Array, i: jax.Array, j: jax.Array) -> jax.Array:
+    """Euclidean length of edges ``i -> j`` (m)."""
+    return jnp.linalg.norm(nodes[j] - nodes[i], axis=-1)
+
+
+def _position(g: StreetGraph, frm: jax.Array, to: jax.Array, offset: jax.Array) -> jax.Array:
+    """Point ``offset`` metres along the edge ``frm -> to``: ``[U, 2]``, clipped to the area."""
+    frac = offset / jnp.maximum(_length(g.nodes, frm, to), 1e-6)
+    pos = g.nodes[frm] + frac[:, None] * (g.nodes[to] - g.nodes[frm])
+    return base.clip_to_area(pos, g.area_min, g.area_max)
+
+
+def _other_node(u: jax.Array, current: jax.Array, csum: jax.Array) -> jax.Array:
+    """A masked node other than ``current``, uniform given ``u`` in [0, 1).
+
+    ``csum`` is the cumulative count of masked nodes; ``current`` must be masked.
+    """
+    count = csum[-1]
+    rank = jnp.minimum(jnp.floor(u * (count - 1)).astype(jnp.int32), count - 2)
+    rank = jnp.where(rank >= csum[current] - 1, rank + 1, rank)
+    return jnp.searchsorted(csum, rank + 1).astype(jnp.int32)
+
+
+def _check_graph(graph) -> None:
+    if not isinstance(graph, StreetGraph):
+        raise TypeError(f"graph must be a StreetGraph, got {type(graph).__name__}")
+    n, e = graph.nodes.shape[0], graph.edges.shape[0]
+    for name, value, shape in (
+        ("graph.nodes", graph.nodes, (n, 2)),
+        ("graph.next_hop", graph.next_hop, (n, n)),
+        ("graph.dist", graph.dist, (n, n)),
+        ("graph.area_min", graph.area_min, (2,)),
+        ("graph.area_max", graph.area_max, (2,)),
+        ("graph.node_mask", graph.node_mask, (n,)),
+        ("graph.edge_mask", graph.edge_mask, (e,)),
+    ):
+        _checks.check_array(name, value, shape=shape)
+    if int(np.sum(graph.node_mask)) < 2:
+        raise ValueError("graph.node_mask marks fewer than 2 nodes; vehicles need at least 2")
