@@ -2,10 +2,11 @@
 
 A minimal PBF reader (protobuf wire format + zlib, standard library only), a filter for
 vehicle-usable ``highway=*`` ways, an equirectangular projection to local metres around the
-chosen centre, Douglas-Peucker simplification of each street between junctions, clipping to a
-square and the largest connected component. Writes ``nodes [N, 2] float32`` (metres, origin at
-the square's lower-left corner), ``edges [E, 2] int32`` (undirected, once), ``name``, ``source``
-and ``license``. Run as a script::
+chosen centre, Douglas-Peucker simplification of each street between junctions, clipping to
+a square and the largest connected component (``maps.crop_edges``). Writes
+``nodes [N, 2] float32`` (metres, origin at the square's lower-left corner),
+``edges [E, 2] int32`` (undirected, once), ``bounds [2, 2]`` (the square), ``name``,
+``source`` and ``license``. Run as a script::
 
     python dtwin_jax/data/osm/convert_pbf.py IN.osm.pbf OUT.npz --name helsinki --size 1500
 """
@@ -18,6 +19,8 @@ import struct
 import zlib
 
 import numpy as np
+
+from dtwin_jax.twins.map2traj.maps import crop_edges
 
 DRIVABLE = {
     "motorway", "trunk", "primary", "secondary", "tertiary", "unclassified", "residential",
@@ -105,22 +108,27 @@ def read_pbf(path: str) -> tuple[dict[int, tuple[float, float]], list[list[int]]
                     lon = np.cumsum(_packed(parts.get(9, b""), signed=True))
                     lat = 1e-9 * (lat0 + gran * lat)
                     lon = 1e-9 * (lon0 + gran * lon)
-                    coords.update(zip(ids.tolist(), zip(lon.tolist(), lat.tolist(), strict=True),
-                                      strict=True))
+                    coords.update(
+                        zip(ids.tolist(), zip(lon.tolist(), lat.tolist(), strict=True), strict=True)
+                    )
                 elif kind == 1:  # plain Node
                     parts = {f: v for f, v in _fields(item)}
                     unzig = lambda v: (v >> 1) ^ -(v & 1)
-                    coords[unzig(parts[1])] = (1e-9 * (lon0 + gran * unzig(parts[9])),
-                                               1e-9 * (lat0 + gran * unzig(parts[8])))
+                    coords[unzig(parts[1])] = (
+                        1e-9 * (lon0 + gran * unzig(parts[9])),
+                        1e-9 * (lat0 + gran * unzig(parts[8])),
+                    )
                 elif kind == 3:  # Way
                     parts = {f: v for f, v in _fields(item)}
                     keys = [strings[k] for k in _packed(parts.get(2, b""))]
                     vals = [strings[k] for k in _packed(parts.get(3, b""))]
                     tags = dict(zip(keys, vals, strict=True))
                     highway = tags.get(b"highway", b"").decode()
-                    if highway in DRIVABLE and tags.get(b"area") != b"yes" and tags.get(
-                        b"access"
-                    ) not in (b"no", b"private"):
+                    if (
+                        highway in DRIVABLE
+                        and tags.get(b"area") != b"yes"
+                        and tags.get(b"access") not in (b"no", b"private")
+                    ):
                         ways.append(np.cumsum(_packed(parts.get(8, b""), signed=True)).tolist())
     return coords, ways
 
@@ -144,25 +152,12 @@ def _douglas_peucker(pts: np.ndarray, tol: float) -> list[int]:
     return sorted(keep)
 
 
-def _clip(a: np.ndarray, b: np.ndarray, lo: float, hi: float) -> tuple | None:
-    """Liang-Barsky clip of segment a-b to the square [lo, hi]^2; None if outside."""
-    t0, t1, d = 0.0, 1.0, b - a
-    for p, q in ((-d[0], a[0] - lo), (d[0], hi - a[0]), (-d[1], a[1] - lo), (d[1], hi - a[1])):
-        if p == 0:
-            if q < 0:
-                return None
-        elif p < 0:
-            t0 = max(t0, q / p)
-        else:
-            t1 = min(t1, q / p)
-    return None if t0 > t1 else (a + t0 * d, a + t1 * d)
-
-
 def convert(path: str, size_m: float, center: tuple[float, float] | None, tol_m: float = 4.0):
     """Drivable street graph of ``path`` cropped to a ``size_m`` square around ``center``.
 
     ``center`` is (lon, lat) in degrees; by default the mean of the drivable nodes.
-    Returns ``nodes [N, 2] float32`` metres in [0, size_m]^2 and ``edges [E, 2] int32``.
+    Returns ``nodes [N, 2] float32`` metres in [0, size_m]^2 and ``edges [E, 2] int32``
+    (clipped to the square, largest connected component).
     """
     coords, ways = read_pbf(path)
     used = sorted({n for w in ways for n in w if n in coords})
@@ -175,39 +170,17 @@ def convert(path: str, size_m: float, center: tuple[float, float] | None, tol_m:
     ways = [[index[n] for n in w if n in index] for w in ways]
     count = np.bincount([n for w in ways for n in w], minlength=len(used))
     ends = {w[k] for w in ways if w for k in (0, -1)}
-    segments = []
+    edges = []
     for w in ways:  # split at junctions, simplify each piece, keep its straight pieces
         cut = [k for k, n in enumerate(w) if k in (0, len(w) - 1) or count[n] > 1 or n in ends]
         for s, e in zip(cut[:-1], cut[1:], strict=True):
-            piece = xy[w[s : e + 1]]
-            kept = _douglas_peucker(piece, tol_m)
-            segments += [(piece[i], piece[j]) for i, j in zip(kept[:-1], kept[1:], strict=True)]
+            piece = w[s : e + 1]
+            kept = [piece[k] for k in _douglas_peucker(xy[piece], tol_m)]
+            edges += list(zip(kept[:-1], kept[1:], strict=True))
+    edges = np.array([e for e in edges if e[0] != e[1]])
     half = size_m / 2
-    points: dict[tuple[int, int], int] = {}
-    edges = set()
-    for a, b in segments:
-        clipped = _clip(a, b, -half, half)
-        if clipped is None:
-            continue
-        ids = [points.setdefault(tuple(np.round(p * 2).astype(int)), len(points)) for p in clipped]
-        if ids[0] != ids[1]:
-            edges.add((min(ids), max(ids)))
-    nodes = np.array([np.array(k) / 2 + half for k in points], dtype=np.float64)
-    edges = np.array(sorted(edges), dtype=np.int64)
-    return _largest_component(nodes, edges)
-
-
-def _largest_component(nodes: np.ndarray, edges: np.ndarray):
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    n = len(nodes)
-    adj = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
-    _, label = connected_components(adj, directed=False)
-    keep = label == np.bincount(label).argmax()
-    new = np.cumsum(keep) - 1
-    edges = edges[keep[edges[:, 0]] & keep[edges[:, 1]]]
-    return nodes[keep].astype(np.float32), new[edges].astype(np.int32)
+    nodes, edges = crop_edges(xy, edges, np.full(2, -half), np.full(2, half))
+    return (nodes + half).astype(np.float32), edges.astype(np.int32)
 
 
 def main() -> None:
@@ -222,7 +195,8 @@ def main() -> None:
     nodes, edges = convert(args.pbf, args.size, args.center)
     tmp = args.out + ".tmp.npz"
     np.savez_compressed(
-        tmp, nodes=nodes, edges=edges, name=np.array(args.name), source=np.array(args.source),
+        tmp, nodes=nodes, edges=edges, bounds=np.array([[0, 0], [args.size] * 2], np.float32),
+        name=np.array(args.name), source=np.array(args.source),
         license=np.array("ODbL-1.0; (c) OpenStreetMap contributors"),
     )  # fmt: skip
     os.replace(tmp, args.out)
