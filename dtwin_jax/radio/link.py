@@ -30,7 +30,8 @@ __all__ = [
 SINR_MAX = 1e15
 """SINR values (linear) are clipped to this (150 dB)."""
 _TINY = 1e-30
-_DB_MAX = 380.0  # 10^38 is still finite in float32
+_DB_MAX = 300.0  # dB; caps linear values at 1e30 so sums and products stay finite in float32
+_P_MAX = 1e30  # W; received powers are clipped to [0, _P_MAX]
 
 
 def _f32(x) -> jax.Array:
@@ -38,7 +39,7 @@ def _f32(x) -> jax.Array:
 
 
 def db_to_linear(x_db) -> jax.Array:
-    """``10^(x/10)``; inputs above 380 dB are clipped."""
+    """``10^(x/10)``; inputs above 300 dB are clipped to 300 dB."""
     return jnp.power(10.0, jnp.minimum(_f32(x_db), _DB_MAX) / 10.0)
 
 
@@ -95,7 +96,7 @@ def received_power_w(tx_power_dbm, pathloss_db, shadowing_db=0.0, fading_gain=1.
     ``shadowing_db`` adds to the pathloss (positive = more loss); ``fading_gain`` is linear.
     """
     budget = _f32(tx_power_dbm) + _f32(antenna_gain_db) - _f32(pathloss_db) - _f32(shadowing_db)
-    return dbm_to_watt(budget) * jnp.maximum(_f32(fading_gain), 0.0)
+    return jnp.clip(dbm_to_watt(budget) * _f32(fading_gain), 0.0, _P_MAX)
 
 
 def received_power_dbm(tx_power_dbm, pathloss_db, shadowing_db=0.0, fading_gain=1.0,
@@ -124,7 +125,8 @@ def rb_sinr(rx_power_w, alloc, noise_w) -> tuple[jax.Array, jax.Array, jax.Array
         rx_power_w: [..., U, B, R] power (W) user u would receive from BS b on RB r if b
             transmitted there at its full per-RB power (pathloss, shadowing, fading included).
         alloc: [..., U, B, R] share of BS b's RB-r power given to user u (0/1 assignment or
-            float power shares). BS b's transmission on RB r is ``sum_u alloc[u, b, r]``.
+            float power shares, clipped to [0, 1]). BS b's transmission on RB r is
+            ``sum_u alloc[u, b, r]``.
         noise_w: [] or broadcastable noise power per RB (W).
 
     Returns:
@@ -133,8 +135,8 @@ def rb_sinr(rx_power_w, alloc, noise_w) -> tuple[jax.Array, jax.Array, jax.Array
         power u receives from b' on r; sinr = signal / (interference + noise), clipped to
         ``[0, SINR_MAX]``.
     """
-    rx = jnp.maximum(_f32(rx_power_w), 0.0)
-    alloc = jnp.maximum(_f32(alloc), 0.0)
+    rx = jnp.clip(_f32(rx_power_w), 0.0, _P_MAX)
+    alloc = jnp.clip(_f32(alloc), 0.0, 1.0)
     tx = jnp.sum(alloc, axis=-3, keepdims=True)  # [..., 1, B, R]
     signal = alloc * rx
     interference = _sum_over_others(tx * rx, axis=-2)
@@ -147,7 +149,7 @@ def full_load_sinr(rx_power_w, noise_w) -> jax.Array:
 
     ``sinr[u, b] = P[u, b] / (sum_{b' != b} P[u, b'] + noise)`` with ``rx_power_w`` [..., U, B].
     """
-    rx = jnp.maximum(_f32(rx_power_w), 0.0)
+    rx = jnp.clip(_f32(rx_power_w), 0.0, _P_MAX)
     interference = _sum_over_others(rx, axis=-1)
     return _safe_ratio(rx, interference + jnp.maximum(_f32(noise_w), 0.0))
 

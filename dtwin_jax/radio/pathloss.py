@@ -75,6 +75,7 @@ SIGMA_SF_RMA_LOS_FAR = 6.0
 SIGMA_SF_RMA_NLOS = 8.0
 
 _TINY = 1e-30
+_FSPL_1M_1GHZ = 32.44778  # 20 log10(4 pi 1e9 / 299792458)
 
 
 def _f32(x) -> jax.Array:
@@ -96,8 +97,8 @@ def _d2d_from_d3d(d_3d, h_bs, h_ut) -> jax.Array:
 
 
 def free_space(d_m, fc_ghz) -> jax.Array:
-    """Free-space pathloss (dB): ``32.45 + 20 log10(d_m) + 20 log10(fc_ghz)``."""
-    return 32.45 + 20.0 * _log10(_clip_d(d_m)) + 20.0 * _log10(_f32(fc_ghz))
+    """Free-space pathloss (dB): ``20 log10(4 pi d f / c)`` with the exact speed of light."""
+    return _FSPL_1M_1GHZ + 20.0 * _log10(_clip_d(d_m)) + 20.0 * _log10(_f32(fc_ghz))
 
 
 def power_law_gain(d, alpha, d_min=D_MIN_M) -> jax.Array:
@@ -246,12 +247,10 @@ def expected_pathloss(pl_los_db, pl_nlos_db, p_los) -> jax.Array:
 
     ``-10 log10(p 10^(-PL_LOS/10) + (1 - p) 10^(-PL_NLOS/10))``, computed stably.
     """
-    p = jnp.clip(_f32(p_los), 0.0, 1.0)
-    a, b = -_f32(pl_los_db), -_f32(pl_nlos_db)
     scale = jnp.log(10.0) / 10.0
-    lse = jax.scipy.special.logsumexp(
-        jnp.stack(jnp.broadcast_arrays(a * scale, b * scale)), axis=0,
-        b=jnp.stack(jnp.broadcast_arrays(p, 1.0 - p)))
+    a, b, p = jnp.broadcast_arrays(-_f32(pl_los_db) * scale, -_f32(pl_nlos_db) * scale,
+                                   jnp.clip(_f32(p_los), 0.0, 1.0))
+    lse = jax.scipy.special.logsumexp(jnp.stack([a, b]), axis=0, b=jnp.stack([p, 1.0 - p]))
     return -lse / scale
 
 
