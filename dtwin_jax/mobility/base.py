@@ -9,6 +9,7 @@ runs a batch of different twins::
     params = model.make_params(speed_max=20.0)   # validated before anything is traced
     state = model.init(key, params)              # State.pos: [U, 2] float32 metres
     state = model.step(key, state, params)       # pure, jittable, vmappable
+    final, states = model.rollout(key, state, params, 100)   # states.pos: [100, U, 2]
 
 Every ``Params`` has ``area_min [2]`` and ``area_max [2]`` (metres, as fields or
 properties), and every ``State`` has ``pos [U, 2]``, always inside that area.
@@ -74,14 +75,15 @@ class MobilityModel(abc.ABC):
     def rollout(self, key: jax.Array, state, params, num_steps: int):
         """Run ``num_steps`` steps with ``lax.scan``.
 
-        Returns ``(final_state, pos)`` with ``pos [num_steps, U, 2]`` the positions after
-        each step (metres). ``num_steps`` is a static Python int.
+        Returns ``(final_state, states)``: ``states`` stacks the state after each step on a
+        leading time axis (``states.pos [num_steps, U, 2]``, metres; fields left unused
+        are dropped by jit). ``num_steps`` is a static Python int.
         """
         num_steps = _checks.check_int("num_steps", num_steps, lo=1)
 
         def body(s, k):
             s = self.step(k, s, params)
-            return s, s.pos
+            return s, s
 
         return jax.lax.scan(body, state, jax.random.split(key, num_steps))
 
