@@ -230,13 +230,39 @@ def distance_to_segments(points: jax.Array, a: jax.Array, b: jax.Array, mask=Non
     """Distance from each of ``points [..., 2]`` to the nearest segment ``a[e] -> b[e]``.
 
     ``a``, ``b`` are ``[E, 2]`` segment end points; ``mask [E]`` (optional, bool) leaves
-    segments out. Returns ``[...]`` in the unit of the input. Points are processed in
-    chunks of 1024 so memory stays at ``1024 * E`` floats.
+    segments out (all masked: ~1e15). Returns ``[...]`` in the unit of the input. Points go
+    in chunks of 1024, so memory stays at ``1024 * E`` floats; point and segment counts are
+    padded to powers of two so eager calls on different maps reuse a few compiled kernels.
     """
-    pts = jnp.asarray(points, jnp.float32)
-    flat = pts.reshape(-1, 2)
-    a, b = jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)
-    mask = jnp.ones(a.shape[0], bool) if mask is None else jnp.asarray(mask, bool)
+    shape = jnp.shape(points)[:-1]
+    num, e = math.prod(shape), jnp.shape(a)[0]
+    flat = _pad_rows(jnp.reshape(points, (num, 2)), max(_CHUNK, _pow2(num)), jnp.float32)
+    a = _pad_rows(a, max(64, _pow2(e)), jnp.float32)
+    b = _pad_rows(b, max(64, _pow2(e)), jnp.float32)
+    mask = _pad_rows(np.ones(e, bool) if mask is None else mask, max(64, _pow2(e)), bool)
+    dist = _segment_distance(flat.reshape(-1, _CHUNK, 2), a, b, mask)
+    return dist.reshape(-1)[:num].reshape(shape)
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
+def _pad_rows(x, size: int, dtype):
+    """``x`` with zero rows appended up to ``size`` rows, as ``dtype``.
+
+    Concrete inputs are padded in NumPy (no per-shape compilation), traced ones in JAX.
+    """
+    if isinstance(x, jax.core.Tracer):
+        x = x.astype(dtype)
+        return jnp.concatenate([x, jnp.zeros((size - x.shape[0],) + x.shape[1:], dtype)])
+    x = np.asarray(x, dtype)
+    return np.concatenate([x, np.zeros((size - x.shape[0],) + x.shape[1:], dtype)])
+
+
+@jax.jit
+def _segment_distance(chunks: jax.Array, a: jax.Array, b: jax.Array, mask: jax.Array):
+    """``[C, chunk, 2]`` points -> ``[C, chunk]`` distances to the nearest unmasked segment."""
     ab = b - a
     ab2 = jnp.maximum(jnp.sum(ab**2, axis=-1), 1e-12)
 
@@ -246,11 +272,7 @@ def distance_to_segments(points: jax.Array, a: jax.Array, b: jax.Array, mask=Non
         d2 = jnp.sum((rel - t[..., None] * ab[None]) ** 2, axis=-1)
         return jnp.sqrt(jnp.min(jnp.where(mask[None], d2, _BIG), axis=-1))
 
-    num = flat.shape[0]
-    chunks = -(-num // _CHUNK)
-    padded = jnp.concatenate([flat, jnp.zeros((chunks * _CHUNK - num, 2), flat.dtype)])
-    dist = jax.lax.map(nearest, padded.reshape(chunks, _CHUNK, 2))
-    return dist.reshape(-1)[:num].reshape(pts.shape[:-1])
+    return jax.lax.map(nearest, chunks)
 
 
 def distance_to_streets(points: jax.Array, graph) -> jax.Array:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import zipfile
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -24,7 +25,7 @@ from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 from scipy.spatial import Delaunay, cKDTree
 
 from dtwin_jax import _checks
-from dtwin_jax.metrics.trajectories import distance_to_segments
+from dtwin_jax.metrics.trajectories import _pad_rows, _pow2, distance_to_segments
 from dtwin_jax.mobility.streets import StreetGraph
 
 STYLES = ("grid", "organic")
@@ -329,27 +330,32 @@ def rasterize(
 
     ``H = W = resolution`` pixels cover ``bounds [2, 2]`` (min xy, max xy; default the
     graph's area): pixel ``[i, j]`` is centred at ``x = x_min + (j + 0.5) dx``,
-    ``y = y_min + (i + 0.5) dy`` (row index grows with y). Roads are 1 within
-    ``max(road_width_m, pixel) / 2`` of a street and fall linearly to 0 over one pixel;
-    junctions (nodes of degree >= 3) are Gaussian blobs of that half width.
+    ``y = y_min + (i + 0.5) dy`` (row index grows with y). With ``h = max(road_width_m,
+    pixel) / 2``, roads are 1 within ``h`` of a street and fall linearly to 0 at ``2 h``;
+    junctions (nodes of degree >= 3) are Gaussian blobs of standard deviation ``h``.
     """
     resolution = _checks.check_int("resolution", resolution, lo=2, hi=4096)
-    lo, hi = graph.bounds if bounds is None else (jnp.asarray(bounds)[0], jnp.asarray(bounds)[1])
-    lo, hi = jnp.asarray(lo, jnp.float32), jnp.asarray(hi, jnp.float32)
+    if bounds is None:
+        bounds = jnp.stack(graph.bounds)
+    # Pad to powers of two (masked out) so maps of different sizes share compiled kernels.
+    n = max(256, _pow2(graph.num_nodes))
+    e = max(256, _pow2(graph.num_edges))
+    args = (_pad_rows(graph.nodes, n, jnp.float32), _pad_rows(graph.edges, e, jnp.int32),
+            _pad_rows(graph.edge_mask, e, bool), _pad_rows(graph.node_mask, n, bool))  # fmt: skip
+    return _raster(*args, jnp.asarray(bounds, jnp.float32), road_width_m, resolution)
+
+
+@partial(jax.jit, static_argnums=6)
+def _raster(nodes, edges, edge_mask, node_mask, bounds, road_width_m, resolution):
+    lo, hi = bounds[0], bounds[1]
     cells = (jnp.arange(resolution, dtype=jnp.float32) + 0.5) / resolution
     gy, gx = jnp.meshgrid(cells, cells, indexing="ij")
     centres = lo + jnp.stack([gx, gy], axis=-1) * (hi - lo)
-    pixel = jnp.max(hi - lo) / resolution
-    half = 0.5 * jnp.maximum(road_width_m, pixel)
-    a, b = graph.nodes[graph.edges[:, 0]], graph.nodes[graph.edges[:, 1]]
-    roads = jnp.clip(1.0 - (distance_to_segments(centres, a, b, graph.edge_mask) - half) / pixel,
-                     0.0, 1.0)  # fmt: skip
-    degree = (
-        jnp.zeros(graph.num_nodes)
-        .at[graph.edges.ravel()]
-        .add(jnp.repeat(graph.edge_mask, 2).astype(jnp.float32))
-    )
-    junction = (degree >= 3) & graph.node_mask
-    dj = distance_to_segments(centres, graph.nodes, graph.nodes, junction)
-    blobs = jnp.exp(-0.5 * (jnp.minimum(dj, 1e6) / half) ** 2)
+    half = 0.5 * jnp.maximum(road_width_m, jnp.max(hi - lo) / resolution)
+    road_d = distance_to_segments(centres, nodes[edges[:, 0]], nodes[edges[:, 1]], edge_mask)
+    roads = jnp.clip(2.0 - road_d / half, 0.0, 1.0)
+    ends = jnp.repeat(edge_mask, 2).astype(jnp.float32)
+    degree = jnp.zeros(nodes.shape[0]).at[edges.ravel()].add(ends)
+    junction_d = distance_to_segments(centres, nodes, nodes, (degree >= 3) & node_mask)
+    blobs = jnp.exp(-0.5 * (jnp.minimum(junction_d, 1e6) / half) ** 2)
     return jnp.stack([roads, blobs], axis=-1).astype(jnp.float32)
