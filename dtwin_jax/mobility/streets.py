@@ -156,10 +156,10 @@ def street_graph_grid(nx: int, ny: int, spacing: float = 100.0) -> StreetGraph:
 
 def _check_edges(edges, n: int) -> np.ndarray:
     arr = np.asarray(edges)
+    if arr.size == 0:
+        raise ValueError("edges is empty; a street graph needs at least 1 edge")
     if arr.ndim != 2 or arr.shape[1] != 2:
         raise ValueError(f"edges has shape {arr.shape}; expected (E, 2)")
-    if arr.shape[0] < 1:
-        raise ValueError("edges is empty; a street graph needs at least 1 edge")
     if arr.dtype.kind not in "iu":
         raise TypeError(f"edges must be an integer array, got dtype {arr.dtype}")
     if arr.min() < 0 or arr.max() >= n:
@@ -243,9 +243,9 @@ class StreetVehicles(base.MobilityModel):
     def default_params(self) -> StreetVehiclesParams:
         return StreetVehiclesParams(
             graph=self._graph,
-            dt=jnp.asarray(1.0, jnp.float32),
-            speed_min=jnp.asarray(5.0, jnp.float32),
-            speed_max=jnp.asarray(15.0, jnp.float32),
+            dt=base.f32(1.0),
+            speed_min=base.f32(5.0),
+            speed_max=base.f32(15.0),
         )
 
     def check_params(self, params: StreetVehiclesParams) -> None:

@@ -39,26 +39,28 @@ def test_kinematics_inside_the_area():
     assert np.all((d >= -np.pi) & (d < np.pi))
 
 
+ONE = GaussMarkov(1)
+ONE_STEP = jax.jit(ONE.step)
+
+
 def test_wall_reflects_position_and_heading():
-    model = GaussMarkov(1)
-    params = model.make_params(
+    params = ONE.make_params(
         alpha=1.0, speed_std=0.0, direction_std=0.0, mean_direction=[0.0], mean_speed=4.0,
         area_max=[100.0, 100.0],
     )
-    state = model.init(jax.random.key(0), params).replace(pos=np.array([[98.0, 30.0]], np.float32))
-    state = jax.jit(model.step)(jax.random.key(1), state, params)
+    state = ONE.init(jax.random.key(0), params).replace(pos=np.array([[98.0, 30.0]], np.float32))
+    state = ONE_STEP(jax.random.key(1), state, params)
     np.testing.assert_allclose(state.pos, [[98.0, 30.0]], atol=1e-4)  # 98 + 4 -> 102 -> 98
     np.testing.assert_allclose(abs(float(state.direction[0])), np.pi, atol=1e-5)
-    state = jax.jit(model.step)(jax.random.key(2), state, params)
+    state = ONE_STEP(jax.random.key(2), state, params)
     np.testing.assert_allclose(state.pos, [[94.0, 30.0]], atol=1e-4)  # now heading -x
 
 
 def test_steering_turns_mean_direction_to_centre():
-    model = GaussMarkov(1)
-    params = model.make_params(mean_direction=[0.0], mean_speed=0.0, speed_std=0.0)
-    state = model.init(jax.random.key(0), params)
+    params = ONE.make_params(mean_direction=[0.0], mean_speed=0.0, speed_std=0.0)
+    state = ONE.init(jax.random.key(0), params)
     state = state.replace(pos=np.array([[990.0, 500.0]], np.float32))
-    state = jax.jit(model.step)(jax.random.key(1), state, params)
+    state = ONE_STEP(jax.random.key(1), state, params)
     np.testing.assert_allclose(float(state.mean_dir[0]), np.pi, atol=1e-4)
 
 

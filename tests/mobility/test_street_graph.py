@@ -96,6 +96,7 @@ def test_grid_and_padding():
     [
         (np.zeros((1, 2)), np.array([[0, 0]]), "at least 2 nodes"),
         (np.eye(2), np.zeros((0, 2), int), "empty"),
+        (np.eye(2), [], "empty"),
         (np.eye(2), np.array([[0, 2]]), "out of range"),
         (np.eye(2), np.array([[-1, 1]]), "out of range"),
         (np.eye(3)[:, :2], np.array([[1, 1]]), "self loop"),
