@@ -225,9 +225,11 @@ class StreetVehicles(base.MobilityModel):
     Each step a vehicle covers ``speed * dt`` metres along its route (following
     ``graph.next_hop``), crossing up to ``max_hops`` nodes; distance left after
     ``max_hops`` nodes is dropped, so choose ``max_hops`` above ``speed_max * dt`` over the
-    shortest edge. A vehicle that reaches its destination stops there for the rest of the
-    step and draws a new destination (uniform over the other masked nodes) and a new
-    speed in ``[speed_min, speed_max]``. ``graph`` (default: a 6 x 6 grid with 100 m
+    shortest edge. The hop loop is a ``while_loop`` that stops as soon as no vehicle has
+    distance left, so a large ``max_hops`` costs nothing when vehicles are slow. A vehicle
+    that reaches its destination stops there for the rest of the step and draws a new
+    destination (uniform over the other masked nodes) and a new speed in
+    ``[speed_min, speed_max]``. ``graph`` (default: a 6 x 6 grid with 100 m
     blocks) only sets ``default_params``; the graph used is ``params.graph``.
     """
 
@@ -278,19 +280,24 @@ class StreetVehicles(base.MobilityModel):
         g = params.graph
         dest = state.dest
 
-        def hop(_, carry):
-            frm, to, offset, budget = carry
+        def active(carry):
+            i, frm, _, _, budget = carry
+            return (i < self.max_hops) & jnp.any((budget > 0.0) & (frm != dest))
+
+        def hop(carry):
+            i, frm, to, offset, budget = carry
             left = jnp.maximum(_length(g.nodes, frm, to) - offset, 0.0)
             reach = budget >= left
             return (
+                i + 1,
                 jnp.where(reach, to, frm),
                 jnp.where(reach, g.next_hop[to, dest], to),
                 jnp.where(reach, 0.0, offset + budget),
                 jnp.where(reach, budget - left, 0.0),
             )
 
-        carry = (state.edge_from, state.edge_to, state.offset, state.speed * params.dt)
-        frm, to, offset, _ = jax.lax.fori_loop(0, self.max_hops, hop, carry)
+        carry = (0, state.edge_from, state.edge_to, state.offset, state.speed * params.dt)
+        _, frm, to, offset, _ = jax.lax.while_loop(active, hop, carry)
 
         arrived = frm == dest
         u = jax.random.uniform(key, (2, self.num_users), dtype=jnp.float32)
