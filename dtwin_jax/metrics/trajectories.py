@@ -1,8 +1,8 @@
 """Similarity of trajectory sets: EDR, DTW, JSDs, Wasserstein distances, on-road ratio.
 
 Trajectories are arrays of points ``[..., L, 2]`` in metres (or any common unit). All
-functions are pure JAX and jittable (sizes such as ``grid`` and ``bins`` are static Python
-ints) except ``grid_wasserstein``, an exact linear program solved by SciPy in NumPy.
+functions are pure JAX, jitted (sizes such as ``grid`` and ``bins`` are static Python
+ints) and vmappable except ``grid_wasserstein``, an exact linear program solved by SciPy in NumPy.
 
 * ``edr`` / ``dtw``: one pair of sequences ``[L1, 2]``, ``[L2, 2]``; ``edr_batch`` /
   ``dtw_batch`` map them over a leading pair axis (``jax.vmap``).
@@ -13,6 +13,7 @@ ints) except ``grid_wasserstein``, an exact linear program solved by SciPy in Nu
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -58,6 +59,7 @@ def _edit_table(cost: jax.Array, edr: bool) -> jax.Array:
     return last[n]
 
 
+@jax.jit
 def edr(a: jax.Array, b: jax.Array, eps: float | jax.Array) -> jax.Array:
     """Edit Distance on Real sequences of ``a [L1, 2]`` and ``b [L2, 2]``, in [0, 1].
 
@@ -72,6 +74,7 @@ def edr(a: jax.Array, b: jax.Array, eps: float | jax.Array) -> jax.Array:
     return _edit_table(cost, edr=True) / max(a.shape[0], b.shape[0])
 
 
+@jax.jit
 def dtw(a: jax.Array, b: jax.Array) -> jax.Array:
     """Dynamic time warping distance of ``a [L1, 2]`` and ``b [L2, 2]``.
 
@@ -83,16 +86,19 @@ def dtw(a: jax.Array, b: jax.Array) -> jax.Array:
     return _edit_table(cost, edr=False)
 
 
+@jax.jit
 def edr_batch(a: jax.Array, b: jax.Array, eps: float | jax.Array) -> jax.Array:
     """``edr`` of pairs ``a [B, L1, 2]``, ``b [B, L2, 2]`` -> ``[B]``."""
     return jax.vmap(edr, in_axes=(0, 0, None))(a, b, eps)
 
 
+@jax.jit
 def dtw_batch(a: jax.Array, b: jax.Array) -> jax.Array:
     """``dtw`` of pairs ``a [B, L1, 2]``, ``b [B, L2, 2]`` -> ``[B]``."""
     return jax.vmap(dtw)(a, b)
 
 
+@jax.jit
 def jsd(p: jax.Array, q: jax.Array) -> jax.Array:
     """Jensen-Shannon divergence (natural log) of histograms ``p``, ``q`` (same shape).
 
@@ -115,6 +121,7 @@ def _normalise(h: jax.Array) -> jax.Array:
     return jnp.where(total > 0, h / jnp.maximum(total, 1e-30), 1.0 / h.size)
 
 
+@partial(jax.jit, static_argnames="grid")
 def grid_histogram(points: jax.Array, bounds: jax.Array, grid: int = 16) -> jax.Array:
     """Counts of ``points [..., 2]`` in a ``grid x grid`` partition of ``bounds [2, 2]``.
 
@@ -129,6 +136,7 @@ def grid_histogram(points: jax.Array, bounds: jax.Array, grid: int = 16) -> jax.
     return jnp.zeros(grid * grid, jnp.float32).at[flat].add(1.0).reshape(grid, grid)
 
 
+@partial(jax.jit, static_argnames="grid")
 def density_jsd(real: jax.Array, gen: jax.Array, bounds: jax.Array, grid: int = 16) -> jax.Array:
     """JSD (natural log) between the ``grid x grid`` visit densities of all points.
 
@@ -137,6 +145,7 @@ def density_jsd(real: jax.Array, gen: jax.Array, bounds: jax.Array, grid: int = 
     return jsd(grid_histogram(real, bounds, grid), grid_histogram(gen, bounds, grid))
 
 
+@partial(jax.jit, static_argnames="grid")
 def trip_jsd(real: jax.Array, gen: jax.Array, bounds: jax.Array, grid: int = 16) -> jax.Array:
     """JSD (natural log) between grid densities of trip end points (origins and destinations).
 
@@ -147,12 +156,14 @@ def trip_jsd(real: jax.Array, gen: jax.Array, bounds: jax.Array, grid: int = 16)
     return density_jsd(ends(real), ends(gen), bounds, grid)
 
 
+@jax.jit
 def path_lengths(traj: jax.Array) -> jax.Array:
     """Travelled distance of each trajectory ``[..., L, 2]`` -> ``[...]`` (sum of steps)."""
     steps = jnp.diff(jnp.asarray(traj, jnp.float32), axis=-2)
     return jnp.sum(jnp.sqrt(jnp.sum(steps**2, axis=-1)), axis=-1)
 
 
+@partial(jax.jit, static_argnames="bins")
 def trip_length_jsd(real: jax.Array, gen: jax.Array, bins: int = 32) -> jax.Array:
     """JSD (natural log) between histograms of per-trajectory path lengths.
 
@@ -169,6 +180,7 @@ def trip_length_jsd(real: jax.Array, gen: jax.Array, bins: int = 32) -> jax.Arra
     return jsd(hist(lr), hist(lg))
 
 
+@jax.jit
 def wasserstein_1d(x: jax.Array, y: jax.Array) -> jax.Array:
     """Exact Wasserstein-1 distance between the empirical distributions of samples ``x``, ``y``.
 
@@ -183,6 +195,7 @@ def wasserstein_1d(x: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.sum(jnp.abs(fx - fy) * jnp.diff(allv))
 
 
+@partial(jax.jit, static_argnames="num_projections")
 def sliced_wasserstein(
     key: jax.Array, real: jax.Array, gen: jax.Array, num_projections: int = 64
 ) -> jax.Array:
