@@ -1,0 +1,183 @@
+"""Parallel twins: heterogeneous batches of params, rollouts, shared-policy training, sharding.
+
+A batch of K twins is one params struct whose leaves carry a leading ``[K]`` axis (built by
+:func:`twin_params` or :func:`stack_params`); every twin has its own user density, random
+stream and mobility parameters, and all of them run under one ``vmap``
+(:class:`~dtwin_jax.envs.wrappers.VecEnv`). Twins whose episode ends reset inside the step,
+drawing new users, trajectories and shadowing. :func:`train_parallel` trains ONE shared PPO
+policy on all twins at once.
+
+Devices. :func:`shard_twins` places the twin axis of a batch on a ``jax.sharding.Mesh`` over
+all devices (``NamedSharding(mesh, P("twins"))``); a ``jit`` of a vmapped function of sharded
+inputs then runs each device's twins locally (XLA's SPMD partitioner), with no code change.
+Test it on CPU with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
+
+Multi-host (documented, not tested here): start every process with
+``jax.distributed.initialize(coordinator_address="host0:1234", num_processes=P,
+process_id=i)`` before any other JAX call; ``jax.devices()`` then lists the devices of all
+hosts and :func:`make_mesh` spans them. Each process builds the same global batch of params
+(same seeds) and calls :func:`shard_twins`; ``jax.make_array_from_process_local_data`` is the
+alternative when each host should only build its own twins. The rest of the program is
+unchanged; collectives (the PPO gradient mean over twins) cross hosts through XLA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from dtwin_jax import _checks
+from dtwin_jax.envs.wrappers import VecEnv
+
+TWIN_AXIS = "twins"
+
+
+def stack_params(params_list: Sequence[Any]) -> Any:
+    """Stack K params structs of one structure into one batch (leading ``[K]`` axis)."""
+    if not params_list:
+        raise ValueError("params_list must hold at least one params struct")
+    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *params_list)
+
+
+def spread(lo: int, hi: int, num: int) -> np.ndarray:
+    """``num`` integers evenly spread over ``[lo, hi]`` (rounded), e.g. user densities."""
+    lo = _checks.check_int("lo", lo, lo=0)
+    hi = _checks.check_int("hi", hi, lo=lo)
+    num = _checks.check_int("num", num, lo=1)
+    if num == 1:
+        return np.array([round((lo + hi) / 2)])
+    return np.rint(np.linspace(lo, hi, num)).astype(int)
+
+
+def twin_params(
+    env,
+    num_users: Sequence[int],
+    mobility: Sequence[dict] | None = None,
+    **overrides,
+) -> Any:
+    """A batch of K = ``len(num_users)`` twins of ``env`` with the given user counts.
+
+    ``mobility``: optional per-twin overrides of the mobility params (a dict each, passed to
+    ``env.make_params(mobility=...)``); ``overrides``: params shared by all twins. Each twin
+    is validated by ``env.make_params``. Random streams differ per twin through the keys
+    of the rollout, not the params.
+    """
+    num_users = list(num_users)
+    if mobility is not None and len(mobility) != len(num_users):
+        raise ValueError(
+            f"mobility has {len(mobility)} entries; expected one per twin ({len(num_users)})"
+        )
+    twins = []
+    for i, n in enumerate(num_users):
+        kw = dict(overrides, num_users=int(n))
+        if mobility is not None:
+            kw["mobility"] = dict(mobility[i])
+        twins.append(env.make_params(**kw))
+    return stack_params(twins)
+
+
+def num_twins(params_batch: Any) -> int:
+    """K, the leading axis of a params batch."""
+    return int(jax.tree.leaves(params_batch)[0].shape[0])
+
+
+def rollout(
+    env,
+    policy: Callable,
+    params_batch: Any,
+    key: jax.Array,
+    num_steps: int,
+    info_keys: Sequence[str] = ("throughput", "cell_edge", "mean_throughput", "jain",
+                                "sum_log_utility", "handovers"),
+) -> dict:
+    """Run ``policy(key, obs, state, params) -> action [A]`` in K twins for ``num_steps``.
+
+    Pure and jittable (``num_steps`` static). Returns ``info_keys`` stacked as
+    ``[num_steps, K, ...]`` plus ``agent_mask`` ``[num_steps, K, A]``: the agents that acted
+    on each step (the ones ``throughput`` and rewards refer to) and ``reward``.
+    """
+    num_steps = _checks.check_int("num_steps", num_steps, lo=1)
+    k = num_twins(params_batch)
+    vec = VecEnv(env, k)
+    k_reset, k_run = jax.random.split(key)
+    obs, state = vec.reset(k_reset, params_batch)
+
+    def body(carry, key_t):
+        obs, state = carry
+        k_act, k_step = jax.random.split(key_t)
+        action = jax.vmap(policy)(jax.random.split(k_act, k), obs, state, params_batch)
+        obs_next, state, reward, _, _, info = vec.step(k_step, state, action, params_batch)
+        out = {name: info[name] for name in info_keys}
+        out.update(agent_mask=obs.agent_mask, reward=reward)
+        return (obs_next, state), out
+
+    _, traj = jax.lax.scan(body, (obs, state), jax.random.split(k_run, num_steps))
+    return traj
+
+
+def summarize(traj: dict) -> dict:
+    """Pooled metrics of a :func:`rollout` of the association env (NumPy, outside jit).
+
+    ``cell_edge`` / ``median`` / ``mean_throughput``: 5th / 50th percentile and mean of all
+    (user, step) throughputs of active users (bit/s); ``cell_edge_step``: mean over steps and
+    twins of the per-step 5th percentile; ``jain``: mean per-step Jain index;
+    ``network_utility``: mean per-step sum-log utility; ``handovers_per_user_step``.
+    """
+    thr = np.asarray(traj["throughput"])[np.asarray(traj["agent_mask"])]
+    active = max(float(np.asarray(traj["agent_mask"]).sum()), 1.0)
+    return {
+        "cell_edge": float(np.percentile(thr, 5)),
+        "median": float(np.percentile(thr, 50)),
+        "mean_throughput": float(thr.mean()),
+        "cell_edge_step": float(np.mean(traj["cell_edge"])),
+        "jain": float(np.mean(traj["jain"])),
+        "network_utility": float(np.mean(traj["sum_log_utility"])),
+        "handovers_per_user_step": float(np.sum(traj["handovers"]) / active),
+    }
+
+
+def train_parallel(env, params_batch: Any, config, key: jax.Array, jit: bool = True):
+    """Train one shared PPO policy over the K twins of ``params_batch``.
+
+    ``config`` is a :class:`~dtwin_jax.learners.ppo.PPOConfig`; its ``num_envs`` is set to K.
+    Returns ``(runner_state, metrics, config)`` of :func:`dtwin_jax.learners.ppo.make_train`.
+    """
+    from dtwin_jax.learners.ppo import make_train
+
+    config = replace(config, num_envs=num_twins(params_batch))
+    train = make_train(env, params_batch, config, batched_params=True)
+    runner, metrics = (jax.jit(train) if jit else train)(key)
+    return runner, metrics, config
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None, axis_name: str = TWIN_AXIS) -> Mesh:
+    """A 1-D device mesh named ``axis_name`` over ``devices`` (default: all devices)."""
+    devices = jax.devices() if devices is None else list(devices)
+    if not devices:
+        raise ValueError("devices must not be empty")
+    return Mesh(np.asarray(devices), (axis_name,))
+
+
+def shard_twins(tree: Any, mesh: Mesh | None = None, axis_name: str = TWIN_AXIS) -> Any:
+    """Place every leaf of a twin batch with its leading axis split over ``mesh``.
+
+    Leaves whose leading axis does not divide evenly by the mesh size (or scalars) are
+    replicated. Returns the same pytree of (committed, sharded) arrays.
+    """
+    mesh = make_mesh(axis_name=axis_name) if mesh is None else mesh
+    size = mesh.shape[axis_name]
+    split = NamedSharding(mesh, PartitionSpec(axis_name))
+    whole = NamedSharding(mesh, PartitionSpec())
+
+    def place(x):
+        x = jnp.asarray(x)
+        ok = x.ndim >= 1 and x.shape[0] % size == 0
+        return jax.device_put(x, split if ok else whole)
+
+    return jax.tree.map(place, tree)
