@@ -100,14 +100,15 @@ class StreetGraph:
         _, labels = connected_components(adj, directed=False)
         node_mask = labels == np.argmax(np.bincount(labels))
         return cls(
-            nodes=jnp.asarray(nodes, jnp.float32),
-            edges=jnp.asarray(edges, jnp.int32),
-            next_hop=jnp.asarray(next_hop, jnp.int32),
-            dist=jnp.asarray(dist, jnp.float32),
-            area_min=jnp.asarray(lo, jnp.float32),
-            area_max=jnp.asarray(hi, jnp.float32),
-            node_mask=jnp.asarray(node_mask),
-            edge_mask=jnp.ones(edges.shape[0], dtype=bool),
+            # cast in NumPy: a jnp cast would compile a conversion for every new graph size
+            nodes=jnp.asarray(np.asarray(nodes, np.float32)),
+            edges=jnp.asarray(np.asarray(edges, np.int32)),
+            next_hop=jnp.asarray(np.asarray(next_hop, np.int32)),
+            dist=jnp.asarray(np.asarray(dist, np.float32)),
+            area_min=jnp.asarray(np.asarray(lo, np.float32)),
+            area_max=jnp.asarray(np.asarray(hi, np.float32)),
+            node_mask=jnp.asarray(np.asarray(node_mask, bool)),
+            edge_mask=jnp.asarray(np.ones(edges.shape[0], dtype=bool)),
         )
 
     def pad(self, num_nodes: int, num_edges: int) -> StreetGraph:
@@ -126,13 +127,16 @@ class StreetGraph:
         dist = np.full((num_nodes, num_nodes), UNREACHABLE, dtype=np.float32)
         np.fill_diagonal(dist, 0.0)
         dist[:n, :n] = np.asarray(self.dist)
+        def grow(field, fill):
+            return jnp.asarray(np.concatenate([np.asarray(field), fill]))
+
         return self.replace(
-            nodes=jnp.concatenate([self.nodes, jnp.tile(self.area_min, (extra_n, 1))]),
-            edges=jnp.concatenate([self.edges, jnp.zeros((extra_e, 2), jnp.int32)]),
-            next_hop=jnp.asarray(next_hop, jnp.int32),
+            nodes=grow(self.nodes, np.tile(np.asarray(self.area_min), (extra_n, 1))),
+            edges=grow(self.edges, np.zeros((extra_e, 2), np.int32)),
+            next_hop=jnp.asarray(next_hop.astype(np.int32)),
             dist=jnp.asarray(dist),
-            node_mask=jnp.concatenate([self.node_mask, jnp.zeros(extra_n, bool)]),
-            edge_mask=jnp.concatenate([self.edge_mask, jnp.zeros(extra_e, bool)]),
+            node_mask=grow(self.node_mask, np.zeros(extra_n, bool)),
+            edge_mask=grow(self.edge_mask, np.zeros(extra_e, bool)),
         )
 
 
