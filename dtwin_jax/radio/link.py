@@ -107,11 +107,19 @@ def received_power_dbm(tx_power_dbm, pathloss_db, shadowing_db=0.0, fading_gain=
 
 
 def _sum_over_others(x: jax.Array, axis: int) -> jax.Array:
-    """``out[b] = sum_{b' != b} x[b']`` along ``axis`` for x >= 0, without cancellation."""
-    n = x.shape[axis]
-    mask = 1.0 - jnp.eye(n, dtype=x.dtype)
-    xs = jnp.moveaxis(x, axis, -1)
-    return jnp.moveaxis(xs @ mask, -1, axis)
+    """``out[b] = sum_{b' != b} x[b']`` along a (small, static) ``axis``, for x >= 0.
+
+    Exclusive prefix plus exclusive suffix sums, unrolled over the axis: exact (no
+    ``total - x`` cancellation that would lose a weak interferer next to a dominant own
+    term in float32), O(n) adds, and plain elementwise ops that XLA fuses into one loop.
+    """
+    axis = axis % x.ndim
+    parts = [jnp.take(x, i, axis=axis) for i in range(x.shape[axis])]
+    prefix, suffix = [jnp.zeros_like(parts[0])], [jnp.zeros_like(parts[0])]
+    for i in range(1, len(parts)):
+        prefix.append(prefix[-1] + parts[i - 1])
+        suffix.append(suffix[-1] + parts[-i])
+    return jnp.stack([p + q for p, q in zip(prefix, suffix[::-1], strict=True)], axis=axis)
 
 
 def _safe_ratio(num, den) -> jax.Array:
@@ -125,21 +133,23 @@ def rb_sinr(rx_power_w, alloc, noise_w) -> tuple[jax.Array, jax.Array, jax.Array
         rx_power_w: [..., U, B, R] power (W) user u would receive from BS b on RB r if b
             transmitted there at its full per-RB power (pathloss, shadowing, fading included).
         alloc: [..., U, B, R] share of BS b's RB-r power given to user u (0/1 assignment or
-            float power shares, clipped to [0, 1]). BS b's transmission on RB r is
-            ``sum_u alloc[u, b, r]``.
+            float power shares in [0, 1]). BS b's transmission on RB r is
+            ``sum_u alloc[u, b, r]``, clipped to [0, U].
         noise_w: [] or broadcastable noise power per RB (W).
 
     Returns:
         ``(signal, interference, sinr)``, each [..., U, B, R]: signal = alloc * rx_power;
         interference = sum over the *other* BSs b' of their transmission on r times the
         power u receives from b' on r; sinr = signal / (interference + noise), clipped to
-        ``[0, SINR_MAX]``.
+        ``[0, SINR_MAX]``. Powers are clipped to ``[0, 1e30]`` W, so the result is finite.
     """
-    rx = jnp.clip(_f32(rx_power_w), 0.0, _P_MAX)
-    alloc = jnp.clip(_f32(alloc), 0.0, 1.0)
+    rx, alloc = _f32(rx_power_w), _f32(alloc)
+    # Guards sit on products and on small tensors only, so XLA fuses everything that touches
+    # [..., U, B, R] into few loops (no clipped copy of rx or alloc is materialised).
     tx = jnp.sum(alloc, axis=-3, keepdims=True)  # [..., 1, B, R]
-    signal = alloc * rx
-    interference = _sum_over_others(tx * rx, axis=-2)
+    tx = jnp.where(tx > 0.0, jnp.minimum(tx, alloc.shape[-3]), 0.0)  # also maps NaN to 0
+    signal = jnp.clip(alloc * rx, 0.0, _P_MAX)
+    interference = _sum_over_others(jnp.clip(tx * rx, 0.0, _P_MAX), axis=-2)
     sinr = _safe_ratio(signal, interference + jnp.maximum(_f32(noise_w), 0.0))
     return signal, interference, sinr
 

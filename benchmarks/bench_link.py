@@ -1,0 +1,189 @@
+"""Link evaluations per second: per-(user, BS, RB) SINR for a batch of twins.
+
+Each twin: U users and B BSs at random positions in a 1 km square, 38.901 UMa pathloss with
+a given LOS state, log-normal shadowing (4/6 dB LOS/NLOS), Rayleigh fading per (u, b, r),
+one user per (BS, RB), per-RB interference from the other BSs and noise. Random inputs are
+drawn once with NumPy and shared, so the three implementations do identical math:
+
+* ours  - ``dtwin_jax.radio`` functions, ``jax.jit(jax.vmap(twin))``;
+* numpy - the same math vectorised over the batch (``peers/numpy_link.py``);
+* numba - one fused parallel loop (``peers/numba_link.py``), skipped if numba is missing.
+
+A "link evaluation" is one (user, BS, RB) SINR value; rate = N * U * B * R / time.
+Usage: ``python benchmarks/bench_link.py [--batches 16 256 1024] [--repeats 7]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peers import numba_link, numpy_link  # noqa: E402
+
+from dtwin_jax import radio  # noqa: E402
+
+U, B, R = 32, 8, 16
+PARAMS = {
+    "fc_ghz": 3.5,
+    "h_bs": 25.0,
+    "h_ut": 1.5,
+    "tx_dbm_per_rb": 46.0 - 10.0 * np.log10(R),
+    "noise_w_per_rb": float(radio.thermal_noise_w(20e6 / R, 9.0)),
+    "sigma_los": radio.SIGMA_SF_UMA_LOS,
+    "sigma_nlos": radio.SIGMA_SF_UMA_NLOS,
+}
+
+
+def make_inputs(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Shared float32 inputs for ``n`` twins."""
+    rng = np.random.default_rng(seed)
+    ue_xy = rng.uniform(0.0, 1000.0, (n, U, 2)).astype(np.float32)
+    bs_xy = rng.uniform(0.0, 1000.0, (n, B, 2)).astype(np.float32)
+    d_2d = np.linalg.norm(ue_xy[:, :, None] - bs_xy[:, None], axis=-1)
+    p_los = np.where(d_2d <= 18, 1.0, 18 / d_2d + np.exp(-d_2d / 63) * (1 - 18 / d_2d))
+    is_los = rng.uniform(size=p_los.shape) < p_los
+    owner = rng.integers(0, U, (n, B, R))  # the user each BS serves on each RB
+    alloc = (owner[:, None] == np.arange(U)[None, :, None, None]).astype(np.float32)
+    return {
+        "ue_xy": ue_xy,
+        "bs_xy": bs_xy,
+        "is_los": is_los,
+        "shadow_n": rng.standard_normal((n, U, B)).astype(np.float32),
+        "fading": rng.exponential(size=(n, U, B, R)).astype(np.float32),
+        "alloc": alloc,
+    }
+
+
+def twin_sinr(ue_xy, bs_xy, is_los, shadow_n, fading, alloc):
+    """One twin's SINR [U, B, R] with the library's functions."""
+    p = PARAMS
+    d_2d, d_3d = radio.pairwise_distances(ue_xy, bs_xy, p["h_ut"], p["h_bs"])
+    pl = radio.uma(d_3d, p["fc_ghz"], p["h_bs"], p["h_ut"], is_los)
+    shadow = jnp.where(is_los, p["sigma_los"], p["sigma_nlos"]) * shadow_n
+    # per-(u, b) budget, then fading per RB; rb_sinr guards the [U, B, R] products
+    rx = radio.received_power_w(p["tx_dbm_per_rb"], pl, shadow)[..., None] * fading
+    return radio.rb_sinr(rx, alloc, p["noise_w_per_rb"])[2]
+
+
+_ours = jax.jit(jax.vmap(twin_sinr))
+_ARGS = ("ue_xy", "bs_xy", "is_los", "shadow_n", "fading", "alloc")
+
+
+def run_ours(x):
+    return _ours(*(x[k] for k in _ARGS)).block_until_ready()
+
+
+def run_numpy(x):
+    return numpy_link.link_sinr(**x, p=PARAMS)
+
+
+def run_numba(x):
+    return numba_link.link_sinr(**x, p=PARAMS)
+
+
+def prepare(name: str, x: dict) -> dict:
+    """Inputs where each implementation keeps them: device arrays for JAX (as in a twin,
+    whose state lives on the device), host arrays for the peers. Not timed."""
+    return {k: jax.device_put(v) for k, v in x.items()} if name == "ours" else x
+
+
+def _time(fn, x) -> float:
+    """Wall time of one call (s)."""
+    t0 = time.perf_counter()
+    fn(x)
+    return time.perf_counter() - t0
+
+
+def _max_rel_err(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-30)))
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batches", type=int, nargs="+", default=[16, 256, 1024])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_link.json"))
+    args = ap.parse_args(argv)
+
+    impls = {"ours": run_ours, "numpy": run_numpy}
+    if numba_link.available():
+        impls["numba"] = run_numba
+    else:
+        print("numba not installed: skipping the fused-loop column")
+
+    rows = []
+    for n in args.batches:
+        x = make_inputs(n, seed=n)
+        xs = {name: prepare(name, x) for name in impls}
+        outs = {name: np.asarray(fn(xs[name])) for name, fn in impls.items()}  # warm-up
+        err = {name: _max_rel_err(o, outs["numpy"]) for name, o in outs.items() if name != "numpy"}
+        for name, e in err.items():
+            if e > 1e-3:
+                raise AssertionError(f"{name} disagrees with numpy at batch {n}: max rel err {e}")
+        # interleave the implementations so background load hits them alike
+        best = dict.fromkeys(impls, np.inf)
+        for _ in range(args.repeats):
+            for name, fn in impls.items():
+                best[name] = min(best[name], _time(fn, xs[name]))
+        links = n * U * B * R
+        row = {"batch": n, "links_per_twin": U * B * R, "max_rel_err_vs_numpy": err}
+        for name, t in best.items():
+            row[f"{name}_s"] = t
+            row[f"{name}_links_per_s"] = links / t
+        row["ours_over_numpy"] = best["numpy"] / best["ours"]
+        if "numba" in best:
+            row["ours_over_numba"] = best["numba"] / best["ours"]
+        rows.append(row)
+
+    header = f"{'batch':>6} " + " ".join(f"{k + ' links/s':>16}" for k in impls)
+    header += f" {'x numpy':>8}" + (f" {'x numba':>8}" if "numba" in impls else "")
+    print(f"U={U} B={B} R={R}; best of {args.repeats}; ratios = ours speed / peer speed")
+    print(header)
+    for row in rows:
+        line = f"{row['batch']:>6} " + " ".join(
+            f"{row[k + '_links_per_s']:>16.3e}" for k in impls)
+        line += f" {row['ours_over_numpy']:>8.2f}"
+        if "numba" in impls:
+            line += f" {row['ours_over_numba']:>8.2f}"
+        print(line)
+
+    result = {
+        "benchmark": "link",
+        "shape": {"U": U, "B": B, "R": R},
+        "params": PARAMS,
+        "repeats": args.repeats,
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "numpy": np.__version__,
+            "numba": getattr(numba_link.numba, "__version__", None),
+            "device": str(jax.devices()[0]),
+        },
+        "rows": rows,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=out.parent, suffix=".tmp", delete=False) as f:
+        json.dump(result, f, indent=2)
+    os.replace(f.name, out)
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
