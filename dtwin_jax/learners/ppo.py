@@ -192,7 +192,7 @@ def _agent_view(obs, multi: bool) -> tuple[jax.Array, jax.Array | None, jax.Arra
 
 
 def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
-    """Mean of ``x`` over entries where ``mask`` (0 if none); masked entries may be anything."""
+    """Mean of ``x`` where ``mask`` (0 if none); masked-out entries may hold any finite value."""
     return jnp.where(mask, x, 0.0).sum() / jnp.maximum(mask.sum(), 1)
 
 
