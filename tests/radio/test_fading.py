@@ -9,36 +9,42 @@ from scipy import stats
 from dtwin_jax import radio
 
 N = 200_000
+# jitted entry points: one compilation per shape instead of many eager op dispatches
+rayleigh = jax.jit(radio.rayleigh_gain, static_argnums=1)
+rician = jax.jit(radio.rician_gain, static_argnums=2)
+lognormal = jax.jit(radio.lognormal_shadowing_db, static_argnums=2)
+sample_field = jax.jit(radio.sample_shadowing_field, static_argnums=(1, 2))
+lookup = jax.jit(radio.shadowing_at)
 
 
 def test_rayleigh_is_exp1():
-    g = np.asarray(radio.rayleigh_gain(jax.random.key(1), (N,)))
+    g = np.asarray(rayleigh(jax.random.key(1), (N,)))
     assert g.dtype == np.float32 and g.min() >= 0
     assert abs(g.mean() - 1.0) < 0.012  # std of the mean = 1/sqrt(N) = 0.0022
     assert abs(g.var() - 1.0) < 0.035  # std of the variance = sqrt(8/N) = 0.0063
     assert stats.kstest(g[:20_000], "expon").pvalue > 1e-3
-    assert radio.rayleigh_gain(jax.random.key(1), (3, 4, 5)).shape == (3, 4, 5)
+    assert rayleigh(jax.random.key(1), (3, 4, 5)).shape == (3, 4, 5)
 
 
 def test_rician_moments_and_k0_is_rayleigh():
     k = 3.0
-    g = np.asarray(radio.rician_gain(jax.random.key(2), k, (N,)))
+    g = np.asarray(rician(jax.random.key(2), k, (N,)))
     assert abs(g.mean() - 1.0) < 0.01
     # unit-mean Rician power has variance (1 + 2K) / (1 + K)^2
     assert abs(g.var() - (1 + 2 * k) / (1 + k) ** 2) < 0.02
     # noncentral chi-square with 2 dof: 2(K+1) g ~ ncx2(2, 2K)
     assert stats.kstest(2 * (k + 1) * g[:20_000], "ncx2", args=(2, 2 * k)).pvalue > 1e-3
-    g0 = np.asarray(radio.rician_gain(jax.random.key(3), 0.0, (20_000,)))
+    g0 = np.asarray(rician(jax.random.key(3), 0.0, (20_000,)))
     assert stats.kstest(g0, "expon").pvalue > 1e-3
     # per-element K broadcast
-    gk = radio.rician_gain(jax.random.key(4), jnp.array([0.0, 10.0]), (50_000, 2))
+    gk = rician(jax.random.key(4), jnp.array([0.0, 10.0]), (50_000, 2))
     np.testing.assert_allclose(np.var(np.asarray(gk), axis=0), [1.0, 21 / 121], atol=0.03)
 
 
 def test_lognormal_shadowing():
-    x = np.asarray(radio.lognormal_shadowing_db(jax.random.key(5), 7.82, (N,)))
+    x = np.asarray(lognormal(jax.random.key(5), 7.82, (N,)))
     assert abs(x.mean()) < 0.06 and abs(x.std() - 7.82) < 0.06
-    y = np.asarray(radio.lognormal_shadowing_db(jax.random.key(5), jnp.array([4.0, 6.0]), (N, 2)))
+    y = np.asarray(lognormal(jax.random.key(5), jnp.array([4.0, 6.0]), (N, 2)))
     np.testing.assert_allclose(y.std(axis=0), [4.0, 6.0], rtol=0.02)
 
 
@@ -52,7 +58,7 @@ def _corr(v, lag_y, lag_x):
 
 def test_correlated_field_std_and_correlation():
     cell, d_corr, sigma = 5.0, 40.0, 6.0
-    field = jax.jit(radio.sample_shadowing_field, static_argnums=(1, 2))(
+    field = sample_field(
         jax.random.key(6), 16, (160, 160), jnp.zeros(2), cell, sigma, d_corr)
     v = np.asarray(field.values)
     assert v.shape == (16, 160, 160)
@@ -67,10 +73,9 @@ def test_correlated_field_std_and_correlation():
 
 def test_field_per_bs_parameters_and_determinism():
     key = jax.random.key(7)
-    f1 = radio.sample_shadowing_field(key, 2, (120, 120), (0.0, 0.0), 2.0, [4.0, 7.82],
-                                      [50.0, 10.0])
-    f2 = radio.sample_shadowing_field(key, 2, (120, 120), (0.0, 0.0), 2.0, [4.0, 7.82],
-                                      [50.0, 10.0])
+    args = (jnp.zeros(2), 2.0, jnp.array([4.0, 7.82]), jnp.array([50.0, 10.0]))
+    f1 = sample_field(key, 2, (120, 120), *args)
+    f2 = sample_field(key, 2, (120, 120), *args)
     np.testing.assert_array_equal(f1.values, f2.values)
     v = np.asarray(f1.values)
     # short decorrelation distance: lag 5 cells = 10 m -> e^-1; long one: e^-0.2
@@ -93,27 +98,26 @@ def test_shadowing_at_bilinear_and_clamped():
                                  values=vals)
     v = np.asarray(vals)
     # grid point (i=1, j=2) sits at (10 + 4, -5 + 2)
-    np.testing.assert_allclose(radio.shadowing_at(field, jnp.array([14.0, -3.0])), v[:, 1, 2],
+    np.testing.assert_allclose(lookup(field, jnp.array([14.0, -3.0])), v[:, 1, 2],
                                rtol=1e-6)
     # midpoint of a cell: mean of its four corners
-    got = radio.shadowing_at(field, jnp.array([[13.0, -4.0]]))
+    got = lookup(field, jnp.array([[13.0, -4.0]]))
     assert got.shape == (1, 2)
     np.testing.assert_allclose(got[0], v[:, 0:2, 1:3].mean(axis=(1, 2)), rtol=1e-6)
     # a quarter of the way along x only: linear
-    np.testing.assert_allclose(radio.shadowing_at(field, jnp.array([10.5, -5.0])),
+    np.testing.assert_allclose(lookup(field, jnp.array([10.5, -5.0])),
                                0.75 * v[:, 0, 0] + 0.25 * v[:, 0, 1], rtol=1e-6)
     # outside the grid: nearest edge (last point is at (16, -1))
-    np.testing.assert_allclose(radio.shadowing_at(field, jnp.array([1e9, 1e9])), v[:, 2, 3],
+    np.testing.assert_allclose(lookup(field, jnp.array([1e9, 1e9])), v[:, 2, 3],
                                rtol=1e-6)
-    np.testing.assert_allclose(radio.shadowing_at(field, jnp.array([-1e9, 0.0])),
+    np.testing.assert_allclose(lookup(field, jnp.array([-1e9, 0.0])),
                                v[:, 2, 0], rtol=1e-6)
 
 
 def test_moving_user_sees_continuous_shadowing():
-    field = radio.sample_shadowing_field(jax.random.key(8), 4, (50, 50), (0.0, 0.0), 5.0, 6.0,
-                                         40.0)
+    field = sample_field(jax.random.key(8), 4, (50, 50), jnp.zeros(2), 5.0, 6.0, 40.0)
     path = jnp.stack([jnp.linspace(0.0, 245.0, 2000), jnp.linspace(3.0, 200.0, 2000)], axis=-1)
-    s = np.asarray(jax.jit(radio.shadowing_at)(field, path))
+    s = np.asarray(lookup(field, path))
     assert s.shape == (2000, 4)
     # 0.12 m steps through a field with ~0.7 dB change per 5 m cell: tiny increments
     assert np.max(np.abs(np.diff(s, axis=0))) < 0.5

@@ -10,6 +10,8 @@ from hypothesis.extra import numpy as hnp
 
 from dtwin_jax import radio
 
+rb_sinr = jax.jit(radio.rb_sinr)
+
 
 def np_rb_sinr_loop(rx, alloc, noise):
     """Plain loop reference: interference from every other BS's transmission on the RB."""
@@ -71,7 +73,7 @@ def test_rb_sinr_matches_loop_reference():
                 alloc[u, b, r] = 1.0
     alloc[0, 0, 0], alloc[1, 0, 0] = 0.3, 0.7
     noise = 1e-9
-    sig, itf, sinr = radio.rb_sinr(rx, alloc, noise)
+    sig, itf, sinr = rb_sinr(rx, alloc, noise)
     want = np_rb_sinr_loop(rx, alloc, noise)
     for got, ref in zip((sig, itf, sinr), want, strict=True):
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-30)
@@ -81,14 +83,14 @@ def test_rb_sinr_matches_loop_reference():
     sinr_b = jax.jit(jax.vmap(lambda r, a: radio.rb_sinr(r, a, noise)[2]))(rxb, alb)
     np.testing.assert_allclose(sinr_b[1], np_rb_sinr_loop(rx[::-1], alloc[::-1], noise)[2],
                                rtol=1e-5)
-    np.testing.assert_allclose(radio.rb_sinr(rxb, alb, noise)[2], sinr_b, rtol=1e-6)
+    np.testing.assert_allclose(rb_sinr(rxb, alb, noise)[2], sinr_b, rtol=1e-6)
 
 
 def test_interference_not_lost_next_to_a_strong_signal():
     # signal 1e6 times the interference: a total-minus-self scheme would lose it in float32
     rx = np.array([[[1.0], [1e-7], [2e-7]]], dtype=np.float32).reshape(1, 3, 1)
     alloc = np.ones_like(rx)
-    _, itf, sinr = radio.rb_sinr(rx, alloc, 1e-12)
+    _, itf, sinr = rb_sinr(rx, alloc, 1e-12)
     assert float(itf[0, 0, 0]) == pytest.approx(3e-7, rel=1e-5)
     assert float(sinr[0, 0, 0]) == pytest.approx(1.0 / (3e-7 + 1e-12), rel=1e-5)
 
@@ -118,16 +120,20 @@ def test_full_load_sinr_and_load_coupled_rate_by_hand():
     assert float(radio.shannon_rate(1e6, 3.0)) == pytest.approx(2e6)
 
 
-def test_dnt_path_power_law_rayleigh():
+@jax.jit
+def _dnt_chain(key):
     """The DNT twin's chain: d^-2 gain, Rayleigh per (user, BS, RB), P = 1, N0 B = 1e-5."""
-    key = jax.random.key(0)
-    ue = jax.random.uniform(key, (12, 2), minval=-50.0, maxval=50.0)
+    k_pos, k_fad = jax.random.split(key)
+    ue = jax.random.uniform(k_pos, (12, 2), minval=-50.0, maxval=50.0)
     bs = jnp.array([[-100.0, 0.0], [0.0, 0.0], [100.0, 0.0]])
     d2, _ = radio.pairwise_distances(ue, bs, 0.0, 0.0)
-    fading = radio.rayleigh_gain(jax.random.key(1), (12, 3, 12))
-    rx = radio.power_law_gain(d2, 2.0)[..., None] * fading
-    alloc = jax.nn.one_hot(jnp.arange(12) % 12, 12)[:, None, :] * jnp.ones((1, 3, 1))
-    _, _, sinr = radio.rb_sinr(rx, alloc, 1e-5)
+    rx = radio.power_law_gain(d2, 2.0)[..., None] * radio.rayleigh_gain(k_fad, (12, 3, 12))
+    alloc = jnp.broadcast_to(jnp.eye(12)[:, None, :], (12, 3, 12))  # user u on RB u everywhere
+    return rx, alloc, radio.rb_sinr(rx, alloc, 1e-5)[2]
+
+
+def test_dnt_path_power_law_rayleigh():
+    rx, alloc, sinr = _dnt_chain(jax.random.key(0))
     ref = np_rb_sinr_loop(np.asarray(rx, np.float64), np.asarray(alloc, np.float64), 1e-5)[2]
     np.testing.assert_allclose(sinr, ref, rtol=1e-4)
 
