@@ -90,13 +90,14 @@ def grid_shape_for_area(width_m: float, height_m: float, cell_size_m: float) -> 
     return (int(np.ceil(height_m / cell_size_m)) + 1, int(np.ceil(width_m / cell_size_m)) + 1)
 
 
-def _check_positive(name: str, value) -> None:
-    """Validate concrete values (> 0); traced values are left to the in-jit guard."""
+def _check_min(name: str, value, strict: bool) -> None:
+    """Validate concrete values (> 0 if ``strict`` else >= 0); traced ones are guarded in jit."""
     if isinstance(value, jax.core.Tracer):
         return
     arr = check_array(name, value)
-    if arr.size and arr.min() <= 0.0:
-        raise ValueError(f"{name} has entry {arr.min()}; allowed finite values in (0, inf)")
+    if arr.size and (arr.min() <= 0.0 if strict else arr.min() < 0.0):
+        allowed = "(0, inf)" if strict else "[0, inf)"
+        raise ValueError(f"{name} has entry {arr.min()}; allowed finite values in {allowed}")
 
 
 def _ar1_along(x: jax.Array, a: jax.Array, axis: int) -> jax.Array:
@@ -132,7 +133,7 @@ def sample_shadowing_field(
         grid_shape: static ``(G_y, G_x)``, each >= 2 (see ``grid_shape_for_area``).
         origin: [2] (x, y) of the first grid point, m.
         cell_size: [] grid spacing, m, > 0.
-        sigma_db: [] or [B] standard deviation of the shadowing, dB.
+        sigma_db: [] or [B] standard deviation of the shadowing, dB, >= 0.
         d_corr: [] or [B] decorrelation distance, m, > 0.
 
     Returns:
@@ -143,8 +144,9 @@ def sample_shadowing_field(
         raise ValueError(f"grid_shape={grid_shape!r} must be a pair (G_y, G_x)")
     g_y = check_int("grid_shape[0]", grid_shape[0], 2)
     g_x = check_int("grid_shape[1]", grid_shape[1], 2)
-    _check_positive("cell_size", cell_size)
-    _check_positive("d_corr", d_corr)
+    _check_min("cell_size", cell_size, strict=True)
+    _check_min("d_corr", d_corr, strict=True)
+    _check_min("sigma_db", sigma_db, strict=False)
     cell = jnp.maximum(jnp.asarray(cell_size, jnp.float32), 1e-6)
     d_corr = jnp.maximum(jnp.broadcast_to(jnp.asarray(d_corr, jnp.float32), (num_bs,)), 1e-6)
     sigma = jnp.broadcast_to(jnp.asarray(sigma_db, jnp.float32), (num_bs,))

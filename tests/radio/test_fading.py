@@ -131,6 +131,8 @@ def test_field_validation():
         radio.sample_shadowing_field(key, 2, (10, 10), (0.0, 0.0), 1.0, 6.0, [5.0, -1.0])
     with pytest.raises(ValueError, match="cell_size"):
         radio.sample_shadowing_field(key, 2, (10, 10), (0.0, 0.0), 0.0, 6.0, 10.0)
+    with pytest.raises(ValueError, match="sigma_db"):
+        radio.sample_shadowing_field(key, 2, (10, 10), (0.0, 0.0), 1.0, -6.0, 10.0)
     with pytest.raises(ValueError, match="grid_shape"):
         radio.sample_shadowing_field(key, 2, (1, 10), (0.0, 0.0), 1.0, 6.0, 10.0)
     with pytest.raises(ValueError, match="num_bs"):
