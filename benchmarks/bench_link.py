@@ -10,7 +10,9 @@ drawn once with NumPy and shared, so the three implementations do identical math
 * numba - one fused parallel loop (``peers/numba_link.py``), skipped if numba is missing.
 
 A "link evaluation" is one (user, BS, RB) SINR value; rate = N * U * B * R / time.
-Usage: ``python benchmarks/bench_link.py [--batches 16 256 1024] [--repeats 7]``.
+Both the best and the median of interleaved calls are reported: on a shared, loaded
+machine the best call of a 2-thread loop and its median can differ by several times.
+Usage: ``python benchmarks/bench_link.py [--batches 16 256 1024] [--repeats 21]``.
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ def _max_rel_err(a: np.ndarray, b: np.ndarray) -> float:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[16, 256, 1024])
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=21)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_link.json"))
     args = ap.parse_args(argv)
 
@@ -133,30 +135,33 @@ def main(argv=None) -> dict:
             if e > 1e-3:
                 raise AssertionError(f"{name} disagrees with numpy at batch {n}: max rel err {e}")
         # interleave the implementations so background load hits them alike
-        best = dict.fromkeys(impls, np.inf)
+        times = {name: [] for name in impls}
         for _ in range(args.repeats):
             for name, fn in impls.items():
-                best[name] = min(best[name], _time(fn, xs[name]))
+                times[name].append(_time(fn, xs[name]))
         links = n * U * B * R
         row = {"batch": n, "links_per_twin": U * B * R, "max_rel_err_vs_numpy": err}
-        for name, t in best.items():
-            row[f"{name}_s"] = t
-            row[f"{name}_links_per_s"] = links / t
-        row["ours_over_numpy"] = best["numpy"] / best["ours"]
-        if "numba" in best:
-            row["ours_over_numba"] = best["numba"] / best["ours"]
+        for stat, reduce in (("best", np.min), ("median", np.median)):
+            t = {name: float(reduce(v)) for name, v in times.items()}
+            for name in impls:
+                row[f"{name}_{stat}_s"] = t[name]
+                row[f"{name}_{stat}_links_per_s"] = links / t[name]
+            row[f"ours_over_numpy_{stat}"] = t["numpy"] / t["ours"]
+            if "numba" in t:
+                row[f"ours_over_numba_{stat}"] = t["numba"] / t["ours"]
         rows.append(row)
 
+    peers = [k for k in impls if k != "ours"]
+    print(f"U={U} B={B} R={R}; {args.repeats} interleaved calls each; links/s from the best "
+          "call; ratios = ours speed / peer speed (best call, median call)")
     header = f"{'batch':>6} " + " ".join(f"{k + ' links/s':>16}" for k in impls)
-    header += f" {'x numpy':>8}" + (f" {'x numba':>8}" if "numba" in impls else "")
-    print(f"U={U} B={B} R={R}; best of {args.repeats}; ratios = ours speed / peer speed")
-    print(header)
+    print(header + "".join(f" {'x ' + k + ' best':>13} {'x ' + k + ' med':>12}" for k in peers))
     for row in rows:
         line = f"{row['batch']:>6} " + " ".join(
-            f"{row[k + '_links_per_s']:>16.3e}" for k in impls)
-        line += f" {row['ours_over_numpy']:>8.2f}"
-        if "numba" in impls:
-            line += f" {row['ours_over_numba']:>8.2f}"
+            f"{row[k + '_best_links_per_s']:>16.3e}" for k in impls)
+        for k in peers:
+            line += (f" {row[f'ours_over_{k}_best']:>13.2f}"
+                     f" {row[f'ours_over_{k}_median']:>12.2f}")
         print(line)
 
     result = {
