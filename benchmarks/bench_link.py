@@ -178,6 +178,7 @@ def main(argv=None) -> dict:
             "numpy": np.__version__,
             "numba": getattr(numba_link.numba, "__version__", None),
             "device": str(jax.devices()[0]),
+            "load_avg_1m_at_end": os.getloadavg()[0],
         },
         "rows": rows,
     }

@@ -102,9 +102,12 @@ def free_space(d_m, fc_ghz) -> jax.Array:
 
 
 def power_law_gain(d, alpha, d_min=D_MIN_M) -> jax.Array:
-    """Linear channel power gain ``max(d, d_min)^-alpha`` (the DNT paper uses alpha = 2)."""
+    """Linear channel power gain ``max(d, d_min)^-alpha`` (the DNT paper uses alpha = 2).
+
+    Gains are capped at 1e30 so that any finite ``d_min`` and ``alpha`` give finite values.
+    """
     d = jnp.clip(_f32(d), jnp.maximum(_f32(d_min), _TINY), D_MAX_M)
-    return jnp.exp(-_f32(alpha) * jnp.log(d))
+    return jnp.exp(jnp.minimum(-_f32(alpha) * jnp.log(d), 69.0))
 
 
 def log_distance(d_m, pl0_db, exponent, d0_m=1.0) -> jax.Array:

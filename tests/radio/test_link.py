@@ -146,6 +146,7 @@ _CHAIN = jax.jit(lambda d, tx, nf, fad, alloc, bw: (
     radio.load_coupled_rate(radio.full_load_sinr(radio.dbm_to_watt(tx - d), 0.0),
                             jnp.zeros(d.shape[0], jnp.int32), bw),
     radio.watt_to_dbm(fad), radio.db_to_linear(d),
+    radio.pairwise_distances(d, -d, d[:, 0], d[:, 1]),
 ))
 
 _FLOATS = st.sampled_from([0.0, 1e-30, 1e-12, 1.0, 1e6, 1e12, 1e30, -1.0])

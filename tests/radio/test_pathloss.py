@@ -186,6 +186,7 @@ _ALL = jax.jit(lambda d, fc, hbs, hut, p: jnp.stack([
     radio.los_probability_uma(d, hut), radio.los_probability_umi(d, hut),
     radio.los_probability_rma(d, hut), radio.free_space(d, fc),
     radio.log_distance(d, 30.0, 3.5), radio.power_law_gain(d, p),
+    radio.power_law_gain(d, p, d_min=0.0),
     radio.tr36814_macro(d / 1e3), radio.tr36814_pico(d / 1e3), radio.slicing_pathloss(d / 1e3),
     radio.okumura_hata(d / 1e3, fc * 1e3, hbs, hut),
     radio.expected_pathloss(radio.uma_los(d, fc, hbs, hut), radio.uma_nlos(d, fc, hbs, hut),
@@ -199,7 +200,7 @@ _ALL = jax.jit(lambda d, fc, hbs, hut, p: jnp.stack([
     fc=st.floats(0.1, 100.0),
     hbs=st.floats(0.0, 100.0),
     hut=st.floats(0.0, 30.0),
-    p=st.floats(0.0, 6.0),
+    p=st.floats(-8.0, 8.0),
 )
 def test_finite_for_extreme_inputs(d, fc, hbs, hut, p):
     out = np.asarray(_ALL(jnp.float32(d), jnp.float32(fc), jnp.float32(hbs), jnp.float32(hut),
