@@ -118,7 +118,7 @@ def _sum_over_others(x: jax.Array, axis: int) -> jax.Array:
     term in float32), O(n) adds, and plain elementwise ops that XLA fuses into one loop.
     """
     axis = axis % x.ndim
-    parts = [jnp.take(x, i, axis=axis) for i in range(x.shape[axis])]
+    parts = [jax.lax.index_in_dim(x, i, axis, keepdims=False) for i in range(x.shape[axis])]
     prefix, suffix = [jnp.zeros_like(parts[0])], [jnp.zeros_like(parts[0])]
     for i in range(1, len(parts)):
         prefix.append(prefix[-1] + parts[i - 1])
