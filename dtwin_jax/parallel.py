@@ -142,17 +142,23 @@ def summarize(traj: dict) -> dict:
     }
 
 
-def train_parallel(env, params_batch: Any, config, key: jax.Array, jit: bool = True):
-    """Train one shared PPO policy over the K twins of ``params_batch``.
+def train_parallel(env, params_batch: Any, config, key: jax.Array, num_seeds: int = 1):
+    """Train one shared PPO policy over the K twins of ``params_batch`` (jitted).
 
     ``config`` is a :class:`~dtwin_jax.learners.ppo.PPOConfig`; its ``num_envs`` is set to K.
-    Returns ``(runner_state, metrics, config)`` of :func:`dtwin_jax.learners.ppo.make_train`.
+    ``num_seeds > 1`` runs that many independent seeds under one ``vmap`` (every output then
+    has a leading ``[num_seeds]`` axis). Returns ``(runner_state, metrics, config)`` of
+    :func:`dtwin_jax.learners.ppo.make_train`.
     """
     from dtwin_jax.learners.ppo import make_train
 
+    num_seeds = _checks.check_int("num_seeds", num_seeds, lo=1)
     config = replace(config, num_envs=num_twins(params_batch))
     train = make_train(env, params_batch, config, batched_params=True)
-    runner, metrics = (jax.jit(train) if jit else train)(key)
+    if num_seeds == 1:
+        runner, metrics = jax.jit(train)(key)
+    else:
+        runner, metrics = jax.jit(jax.vmap(train))(jax.random.split(key, num_seeds))
     return runner, metrics, config
 
 

@@ -1,0 +1,185 @@
+"""Speed of ``association-v0``: env steps/s and user-steps/s vs number of twins, compile time,
+compiled memory, against mobile-env's large scenario in the same run; PPO training throughput.
+
+    python benchmarks/bench_association.py [--max-twins 16384] [--quick]
+
+Our env is configured like mobile-env's large scenario (13 BSs at its positions, 30 users,
+300 m x 300 m, random waypoint) but keeps its own physics: 38.901 UMi pathloss with LOS
+probability, a correlated shadowing field (20 m grid), interference from every BS and
+load-coupled rates. Actions come from the max-SINR baseline (a masked argmax per user).
+Timings exclude compilation (reported separately); ``memory_mb`` is XLA's compiled-program
+estimate (arguments + outputs + temporaries) of the timed rollout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
+
+import mobile_env_peer  # noqa: E402
+
+from dtwin_jax.envs.association import AssociationEnv, max_sinr_policy  # noqa: E402
+from dtwin_jax.parallel import rollout, twin_params  # noqa: E402
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def mobile_env_like() -> tuple[AssociationEnv, object]:
+    env = AssociationEnv(num_bs=13, num_macro=0, max_users=30, num_candidates=4,
+                         mobility="waypoint", area_m=mobile_env_peer.LARGE_SIZE_M,
+                         shadow_cell_m=20.0)
+    params = env.make_params(bs_xy=np.asarray(mobile_env_peer.LARGE_STATIONS, np.float32),
+                             num_users=30, episode_length=100_000)
+    return env, params
+
+
+def time_twins(env, params, num_twins: int, num_steps: int, repeats: int = 3) -> dict:
+    batch = twin_params(env, [int(params.num_users)] * num_twins,
+                        bs_xy=np.asarray(params.bs_xy), episode_length=100_000)
+    policy = max_sinr_policy(env)
+
+    def run(key, batch):
+        traj = rollout(env, policy, batch, key, num_steps, info_keys=("mean_throughput",))
+        return traj["mean_throughput"].mean()
+
+    key = jax.random.PRNGKey(0)
+    t0 = time.perf_counter()
+    compiled = jax.jit(run).lower(key, batch).compile()
+    compile_s = time.perf_counter() - t0
+    mem = compiled.memory_analysis()
+    mem_mb = None
+    if mem is not None:
+        mem_mb = (mem.argument_size_in_bytes + mem.output_size_in_bytes
+                  + mem.temp_size_in_bytes) / 2**20
+    compiled(key, batch).block_until_ready()  # warm
+    best = np.inf
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        compiled(jax.random.PRNGKey(r + 1), batch).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    # the rollout includes one reset of every twin; time it alone to report and subtract
+    reset = jax.jit(jax.vmap(env.reset_env))
+    keys = jax.random.split(key, num_twins)
+    jax.block_until_ready(reset(keys, batch))
+    t0 = time.perf_counter()
+    jax.block_until_ready(reset(keys, batch))
+    reset_s = time.perf_counter() - t0
+    step_s = max(best - reset_s, 1e-9)
+    users = int(params.num_users)
+    return {
+        "num_twins": num_twins,
+        "num_steps": num_steps,
+        "compile_s": compile_s,
+        "rollout_s": best,
+        "reset_s": reset_s,
+        "env_steps_per_s": num_twins * num_steps / step_s,
+        "user_steps_per_s": num_twins * num_steps * users / step_s,
+        "memory_mb": mem_mb,
+    }
+
+
+def ppo_throughput(num_twins: int = 16, num_updates: int = 8) -> dict:
+    """Agent-steps/s of PPO training (learning included) on the default 22-BS map-free twin,
+    and the wall-clock at which training cell edge first beats max-SINR's on the same twins."""
+    from dtwin_jax.learners.ppo import PPOConfig, make_train
+    from dtwin_jax.parallel import spread, summarize
+
+    env = AssociationEnv(max_users=128, mobility="street", area_m=1000.0, shadow_cell_m=10.0)
+    batch = twin_params(env, spread(30, 128, num_twins))
+    steps = 256 // num_twins
+    cfg = PPOConfig(num_envs=num_twins, num_steps=steps, total_timesteps=256 * num_updates,
+                    num_minibatches=32, lr=5e-4, gamma=0.9, info_keys=("cell_edge",))
+    train = jax.jit(make_train(env, batch, cfg, batched_params=True))
+    key = jax.random.PRNGKey(0)
+    t0 = time.perf_counter()
+    compiled = train.lower(key).compile()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _, metrics = compiled(key)
+    jax.block_until_ready(metrics)
+    train_s = time.perf_counter() - t0
+    base = summarize(jax.jit(lambda k: rollout(env, max_sinr_policy(env), batch, k, steps * 4))(
+        jax.random.PRNGKey(1)))
+    curve = np.asarray(metrics["cell_edge"])
+    beat = np.nonzero(curve > base["cell_edge_step"])[0]
+    per_update = train_s / num_updates
+    return {
+        "num_twins": num_twins,
+        "updates": num_updates,
+        "compile_s": compile_s,
+        "train_s": train_s,
+        "agent_steps_per_s": 256 * num_updates * env.max_users / train_s,
+        "live_agent_steps_per_s": 256 * num_updates * float(np.mean(spread(30, 128, num_twins)))
+        / train_s,
+        "max_sinr_cell_edge_step": base["cell_edge_step"],
+        "training_cell_edge_curve": curve.tolist(),
+        "seconds_to_beat_max_sinr": None if beat.size == 0 else float((beat[0] + 1) * per_update),
+    }
+
+
+def machine() -> dict:
+    return {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+            "jax": jax.__version__, "device": str(jax.devices()[0]),
+            "load_avg_1min": os.getloadavg()[0]}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--max-twins", type=int, default=16384)
+    ap.add_argument("--quick", action="store_true", help="fewer sizes, no PPO")
+    ap.add_argument("--peer-steps", type=int, default=200)
+    args = ap.parse_args(argv)
+    out = {"machine": machine()}
+
+    reason = mobile_env_peer.available()
+    peer = None if reason else mobile_env_peer.measure(args.peer_steps)
+    out["mobile_env"] = peer if peer else {"unavailable": reason}
+
+    env, params = mobile_env_like()
+    sizes = [k for k in (1, 4, 16, 64, 256, 1024, 4096, 16384) if k <= args.max_twins]
+    if args.quick:
+        sizes = sizes[::2]
+    rows = []
+    print(f"{'twins':>6} {'steps':>6} {'compile s':>9} {'env steps/s':>12} "
+          f"{'user steps/s':>13} {'x mobile-env':>12} {'mem MB':>8}")
+    for k in sizes:
+        num_steps = int(np.clip(2**16 // k, 16, 512))
+        r = time_twins(env, params, k, num_steps)
+        if peer:
+            r["speedup_vs_mobile_env"] = r["user_steps_per_s"] / peer["user_steps_per_s"]
+        rows.append(r)
+        speedup = r.get("speedup_vs_mobile_env", float("nan"))
+        print(f"{k:>6} {num_steps:>6} {r['compile_s']:>9.1f} {r['env_steps_per_s']:>12.3g} "
+              f"{r['user_steps_per_s']:>13.3g} {speedup:>12.0f} "
+              f"{r['memory_mb'] or float('nan'):>8.1f}", flush=True)
+    out["ours_mobile_env_config"] = rows
+    if peer:
+        print(f"mobile-env large: {peer['user_steps_per_s']:.1f} user-steps/s "
+              f"({peer['env_steps_per_s']:.2f} env steps/s)")
+        out["best_speedup_vs_mobile_env"] = max(r["speedup_vs_mobile_env"] for r in rows)
+    if not args.quick:
+        out["ppo"] = ppo_throughput()
+        p = out["ppo"]
+        print(f"PPO (16 twins, 22 BSs, 128 user slots): {p['agent_steps_per_s']:.3g} "
+              f"agent-steps/s incl. learning; beats max-SINR cell edge after "
+              f"{p['seconds_to_beat_max_sinr']} s")
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, "bench_association.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(out, f, indent=1)
+    os.replace(path + ".tmp", path)
+    print("wrote", path)
+    return out
+
+
+if __name__ == "__main__":
+    main()
