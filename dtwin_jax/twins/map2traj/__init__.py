@@ -1,0 +1,1 @@
+"""Map2Traj: street maps, trajectory data and a map-conditioned diffusion trajectory model."""
