@@ -42,7 +42,7 @@ from jax.custom_batching import custom_vmap
 
 __all__ = ["batched_linear_sum_assignment", "linear_sum_assignment"]
 
-_GREEDY_ROUNDS = 3
+_GREEDY_ROUNDS = 2
 _CHUNK = 32  # problems solved together in one loop (tuned on a 2-core CPU)
 _CHUNK_SMALL = 64  # the same for at most 16 columns
 
