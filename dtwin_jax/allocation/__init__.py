@@ -4,5 +4,11 @@ from dtwin_jax.allocation.assignment import (
     batched_linear_sum_assignment,
     linear_sum_assignment,
 )
+from dtwin_jax.allocation.rb import RBAllocation, iterative_rb_allocation
 
-__all__ = ["batched_linear_sum_assignment", "linear_sum_assignment"]
+__all__ = [
+    "RBAllocation",
+    "batched_linear_sum_assignment",
+    "iterative_rb_allocation",
+    "linear_sum_assignment",
+]
