@@ -12,15 +12,29 @@ from dtwin_jax.allocation.association import (
     sum_log_utility,
 )
 from dtwin_jax.allocation.rb import RBAllocation, iterative_rb_allocation
+from dtwin_jax.allocation.schedulers import (
+    PFState,
+    RRState,
+    pf_init,
+    proportional_fair,
+    round_robin,
+    rr_init,
+)
 
 __all__ = [
+    "PFState",
     "RBAllocation",
+    "RRState",
     "batched_linear_sum_assignment",
     "iterative_rb_allocation",
     "linear_sum_assignment",
     "load_balancing_dual",
     "max_rsrp",
     "max_sinr",
+    "pf_init",
+    "proportional_fair",
     "random_association",
+    "round_robin",
+    "rr_init",
     "sum_log_utility",
 ]

@@ -125,7 +125,8 @@ def load_balancing_dual(
       ``assoc[U]`` int32 (-1 for inactive users or users without an allowed BS).
     """
     num_iters = check_int("num_iters", num_iters, lo=1)
-    step = check_float("step", step, lo=0.0, lo_open=True)
+    if isinstance(step, (int, float)):  # Python numbers are checked; arrays may be traced
+        step = check_float("step", step, lo=0.0, lo_open=True)
     rate_bps = _matrix("rate_bps", rate_bps)
     num_u, num_b = rate_bps.shape
     allowed = _allowed(rate_bps.shape, user_mask, bs_mask) & (rate_bps > 0)
