@@ -83,7 +83,8 @@ def q_sample(schedule: Schedule, x0: jax.Array, t: jax.Array, noise: jax.Array) 
 def init_params(config: DiffusionConfig, key: jax.Array, map_shape: tuple[int, int, int]):
     """Random network variables for rasters of shape ``map_shape = (H, W, C)``."""
     length = config.unet.length
-    return config.model.init(
+    # jit: op-by-op initialisation of the convolutions is many times slower.
+    return jax.jit(config.model.init)(
         key,
         jnp.zeros((1, length, 2), jnp.float32),
         jnp.zeros((1,), jnp.int32),

@@ -17,6 +17,7 @@ import functools
 import json
 import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -25,8 +26,11 @@ import optax
 from tqdm.auto import tqdm
 
 from dtwin_jax._checks import check_float, check_int
-from dtwin_jax.checkpoint import save_checkpoint
+from dtwin_jax.checkpoint import load_checkpoint, save_checkpoint
 from dtwin_jax.twins.map2traj.diffusion import DiffusionConfig, ddpm_loss, init_params
+
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[2] / "data" / "map2traj_small.msgpack"
+"""The pretrained model shipped with the package (see the module docstring for its command)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +162,21 @@ def train(config: TrainConfig, dataset: dict, key: jax.Array, progress: bool = T
         "seconds": time.perf_counter() - start,
     }
     return carry[1], metrics
+
+
+def load_trained(path: str | Path = SHIPPED_CHECKPOINT):
+    """Load a checkpoint written by :func:`main`: ``(DiffusionConfig, params, metadata)``.
+
+    The architecture comes from the metadata; the weights are checked leaf by leaf against
+    a freshly initialised network of that architecture (clear ValueError on a mismatch).
+    """
+    _, metadata = load_checkpoint(path)
+    if metadata.get("kind") != "map2traj":
+        raise ValueError(f"checkpoint {str(path)!r} is not a map2traj model checkpoint")
+    config = TrainConfig.from_dict(metadata["config"]).model
+    target = init_params(config, jax.random.key(0), tuple(metadata["map_shape"]))
+    params, _ = load_checkpoint(path, target)
+    return config, jax.tree_util.tree_map(jnp.asarray, params), metadata
 
 
 def main(argv: list[str] | None = None) -> None:
