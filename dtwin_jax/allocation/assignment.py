@@ -209,7 +209,10 @@ def _solve_wide(cost):
 def _solve_chunk(cost):
     nb, r, c = cost.shape
     v, row4col, row_free = _greedy_start(jnp.transpose(cost, (1, 2, 0)))
-    row4col = _search(cost.reshape(nb * r, c), v, row4col, row_free)
+    # a plain buffer for the row gathers of the loop (else the gather re-reads the chunk
+    # through the slicing of ``lax.map``, many times slower)
+    cost_rows = lax.optimization_barrier(cost.reshape(nb * r, c))
+    row4col = _search(cost_rows, v, row4col, row_free)
     rows = jnp.arange(r, dtype=jnp.int32)[:, None]
     cols = jnp.arange(c, dtype=jnp.int32)[:, None]
     match = row4col[None, :, :] == rows[:, :, None]  # [r, c, B]
@@ -296,8 +299,6 @@ def _search(cost_rows, v, row4col, row_free):
         base = jnp.where(jprev >= 0, _take(cv, jprev), 0.0)  # u of the current row
         dist = cv + (s["min_val"] - base)[None]
         upd = (~scanned) & (dist < spc) & act[None]
-        # materialise once: otherwise XLA re-computes the gathered row in every consumer
-        dist, upd = lax.optimization_barrier((dist, upd))
         spc = jnp.where(upd, dist, spc)
         path = jnp.where(upd, cur[None], s["path"])
         tree = jnp.where(upd[:, None, :], s["tree_cur"][None] | bit, s["tree"])
@@ -312,7 +313,6 @@ def _search(cost_rows, v, row4col, row_free):
         sink = (next_row < 0) & act
         step = act & ~sink
         tree_j = _take(tree, j)  # [W, B]
-        tree_j, sink, step, tree, path = lax.optimization_barrier((tree_j, sink, step, tree, path))
         scanned_new = scanned | ((cols == j[None]) & step[None])
 
         # augment along the tree path of the sink and update column potentials

@@ -83,12 +83,13 @@ def test_mask_matches_scipy_big_m(cost, data):
 @pytest.mark.parametrize("shape", [(12, 12), (5, 9), (9, 5)])
 def test_batched_and_vmap_agree_with_scipy(shape):
     rng = np.random.default_rng(0)
-    cost = rng.integers(0, 6, (64, *shape)).astype(np.float32)
-    cost[:32] = rng.random((32, *shape))
-    rows_b, cols_b = jax.jit(batched_linear_sum_assignment)(cost.reshape(8, 8, *shape))
+    # 100 problems: more than one chunk of the solver, and a padded last chunk
+    cost = rng.integers(0, 6, (100, *shape)).astype(np.float32)
+    cost[:50] = rng.random((50, *shape))
+    rows_b, cols_b = jax.jit(batched_linear_sum_assignment)(cost.reshape(10, 10, *shape))
     rows_v, cols_v = jax.jit(jax.vmap(linear_sum_assignment))(cost)
-    rows_b, cols_b = np.asarray(rows_b).reshape(64, -1), np.asarray(cols_b).reshape(64, -1)
-    for b in range(64):
+    rows_b, cols_b = np.asarray(rows_b).reshape(100, -1), np.asarray(cols_b).reshape(100, -1)
+    for b in range(100):
         ref = _scipy_cost(cost[b].astype(np.float64))
         for rows, cols in ((rows_b[b], cols_b[b]), (np.asarray(rows_v[b]), np.asarray(cols_v[b]))):
             _check_valid(rows, cols, *shape)
