@@ -66,7 +66,8 @@ def linear_sum_assignment(cost, maximize: bool = False, mask=None):
     cost = _as_cost(cost, ndim=2)
     _check_maximize(maximize)
     mask = jnp.ones(cost.shape, bool) if mask is None else _as_mask(mask, cost.shape)
-    return _SINGLE[maximize](cost, mask)
+    # indices carry no gradient; stopping it lets callers differentiate through the costs
+    return _SINGLE[maximize](lax.stop_gradient(cost), mask)
 
 
 def batched_linear_sum_assignment(cost, maximize: bool = False, mask=None):

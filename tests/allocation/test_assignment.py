@@ -133,3 +133,16 @@ def test_empty_and_shape_errors():
         linear_sum_assignment(np.zeros((2, 3)), mask=np.ones((3, 2), bool))
     with pytest.raises(TypeError, match="maximize"):
         batched_linear_sum_assignment(np.zeros((2, 2)), maximize=1)
+
+
+def test_differentiable_through_costs_with_fixed_assignment():
+    base = np.array([[4.0, 1.0, 3.0], [2.0, 0.0, 5.0], [3.0, 2.0, 2.0]], np.float32)
+
+    def total(scale):
+        cost = jnp.asarray(base) * scale
+        rows, cols = linear_sum_assignment(cost)
+        return cost[rows, cols].sum()
+
+    r, c = scipy.optimize.linear_sum_assignment(base)
+    assert float(jax.grad(total)(2.0)) == pytest.approx(base[r, c].sum())
+    np.testing.assert_allclose(jax.vmap(jax.grad(total))(jnp.ones(3)), base[r, c].sum())
