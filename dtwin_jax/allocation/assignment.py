@@ -21,7 +21,9 @@ Algorithm (Jonker-Volgenant style, written for a batch as the vectorised axis):
 
 Row potentials are never stored: for an assigned row ``u_i = C_{i, col(i)} - v_{col(i)}``.
 No tolerance is used anywhere; with integer-valued costs (below 2**24 in float32) every
-operation is exact, and with real costs the result is optimal up to rounding.
+operation is exact, and with real costs the result is optimal up to rounding. Costs are
+computed in float32, or float64 when given float64 with ``jax_enable_x64``; finite costs
+should stay well below the dtype's overflow (|cost| * k < 1e30 in float32).
 
 Masks: ``mask[i, j] = False`` forbids the pair. Forbidden (and non-finite) entries are
 replaced by a large cost ``BIG > k * (max - min of the allowed costs)``, so the result
@@ -71,7 +73,7 @@ def linear_sum_assignment(cost, maximize: bool = False, mask=None):
 
 
 def batched_linear_sum_assignment(cost, maximize: bool = False, mask=None):
-    """Solve ``cost[..., n, m]`` (any leading batch shape) in one vectorised loop.
+    """Solve ``cost[..., n, m]`` (any leading batch shape), vectorised over the batch.
 
     Returns ``(row_ind, col_ind)`` of shape ``[..., k]`` with ``k = min(n, m)``, each
     problem's result as in :func:`linear_sum_assignment`.
