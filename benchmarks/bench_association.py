@@ -129,7 +129,7 @@ def ppo_throughput(num_twins: int = 16, num_updates: int = 8) -> dict:
 def machine() -> dict:
     return {"platform": platform.platform(), "cpu_count": os.cpu_count(),
             "jax": jax.__version__, "device": str(jax.devices()[0]),
-            "load_avg_1min": os.getloadavg()[0]}
+            "load_avg_1min": os.getloadavg()[0], "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
 def main(argv=None) -> dict:

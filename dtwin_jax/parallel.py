@@ -146,19 +146,23 @@ def train_parallel(env, params_batch: Any, config, key: jax.Array, num_seeds: in
     """Train one shared PPO policy over the K twins of ``params_batch`` (jitted).
 
     ``config`` is a :class:`~dtwin_jax.learners.ppo.PPOConfig`; its ``num_envs`` is set to K.
-    ``num_seeds > 1`` runs that many independent seeds under one ``vmap`` (every output then
-    has a leading ``[num_seeds]`` axis). Returns ``(runner_state, metrics, config)`` of
-    :func:`dtwin_jax.learners.ppo.make_train`.
+    ``num_seeds > 1`` runs that many independent seeds one after the other with one compiled
+    program (every output then has a leading ``[num_seeds]`` axis; ``jax.vmap`` over seeds
+    would also work but hung the XLA CPU runtime of jax 0.10 on this 2-core machine).
+    Returns ``(runner_state, metrics, config)`` of :func:`dtwin_jax.learners.ppo.make_train`.
     """
     from dtwin_jax.learners.ppo import make_train
 
     num_seeds = _checks.check_int("num_seeds", num_seeds, lo=1)
     config = replace(config, num_envs=num_twins(params_batch))
-    train = make_train(env, params_batch, config, batched_params=True)
+    train = jax.jit(make_train(env, params_batch, config, batched_params=True))
     if num_seeds == 1:
-        runner, metrics = jax.jit(train)(key)
-    else:
-        runner, metrics = jax.jit(jax.vmap(train))(jax.random.split(key, num_seeds))
+        runner, metrics = train(key)
+        return runner, metrics, config
+    outs = []
+    for k in jax.random.split(key, num_seeds):
+        outs.append(jax.block_until_ready(train(k)))
+    runner, metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
     return runner, metrics, config
 
 

@@ -86,6 +86,7 @@ class LvmDtConfig:
     hidden: tuple[int, ...] = (64, 64)
     bias_db: float = 6.0
     baselines: tuple[str, ...] = ("max-SINR", "max-RSRP+bias", "Ye-dual", "greedy-rate", "random")
+    sync_baselines: tuple[str, ...] = ("max-SINR", "Ye-dual")
     eval_twins: int = 4
     eval_steps: int = 64
     seed: int = 0
@@ -105,7 +106,7 @@ class LvmDtConfig:
                 raise ValueError(f"batch_steps={self.batch_steps} must be a multiple of K={k}")
         for m in self.mobility_models:
             check_choice("mobility_models entry", m, MOBILITIES)
-        for b in self.baselines:
+        for b in (*self.baselines, *self.sync_baselines):
             check_choice("baselines entry", b, BASELINES)
         if "max-SINR" not in self.baselines:
             raise ValueError("baselines must include 'max-SINR' (the reference of the gains)")
@@ -116,11 +117,12 @@ class LvmDtConfig:
 
 PRESETS = {
     "full": LvmDtConfig(),
+    # every user may re-associate every step (no asynchronous decision tokens)
+    "full-sync": LvmDtConfig(decision_prob=1.0, mobility_models=(), sync_baselines=()),
     "small": LvmDtConfig(
-        num_bs=10, num_macro=2, max_users=48, real_users=40, twin_users=(16, 48),
-        eval_users=(40,), twin_counts=(1, 8), mobility_models=(), batch_steps=128,
-        num_updates=12, num_seeds=1, episode_length=32, eval_twins=2, eval_steps=32,
-        num_minibatches=16,
+        sync_baselines=(), max_users=64, real_users=60, twin_users=(20, 64), eval_users=(60,),
+        twin_counts=(1, 8), mobility_models=(), batch_steps=128, num_updates=15, num_seeds=1,
+        episode_length=32, eval_twins=2, eval_steps=32, num_minibatches=16,
     ),
 }
 
@@ -221,6 +223,7 @@ def evaluate_baselines(config, env, real_params) -> tuple[dict, dict]:
     batches = _eval_batches(config, env, real_params)
     out, samples = {}, {}
     for name, pol in policies.items():
+        print(f"[lvm_dt] evaluating baseline {name}", flush=True)
         ev = _evaluator(config, env, lambda _args, pol=pol: pol)
         out[name] = {}
         for n, b in batches.items():
@@ -229,6 +232,15 @@ def evaluate_baselines(config, env, real_params) -> tuple[dict, dict]:
             if n == _cdf_users(config):
                 samples[name] = _pooled(traj)
     return out, samples
+
+
+def synchronous_baselines(config, env, real_params) -> dict:
+    """``sync_baselines`` evaluated with ``decision_prob = 1`` (every user may re-associate
+    every step): the centralised schemes' upper reference without asynchronous decisions."""
+    if not config.sync_baselines:
+        return {}
+    sync = replace(config, decision_prob=1.0, baselines=config.sync_baselines)
+    return evaluate_baselines(sync, env, real_params)[0]
 
 
 def _dual_policy():
@@ -322,13 +334,17 @@ def _train_and_eval(config, name, env, params_batch, real_env, real_params, key,
 
 
 # ----------------------------------------------------------------------------- run
-def run(config: LvmDtConfig) -> dict:
-    """Run both experiments; returns a JSON-ready results dict (see module docstring)."""
+def run(config: LvmDtConfig, checkpoint_dir: str | None = None) -> dict:
+    """Run both experiments; returns a JSON-ready results dict (see module docstring).
+
+    With ``checkpoint_dir``, the results so far are written there after every training run.
+    """
     key = jax.random.PRNGKey(config.seed)
     real_env, real_params = real_environment(config)
     baselines, samples = evaluate_baselines(config, real_env, real_params)
     ev = _ppo_evaluator(config, real_env, real_params)
     results = {"config": asdict(config), "machine": machine_info(), "baselines": baselines,
+               "baselines_synchronous": synchronous_baselines(config, real_env, real_params),
                "twin_count": {}, "mobility": {}}
     for k in config.twin_counts:
         key, sub = jax.random.split(key)
@@ -337,6 +353,7 @@ def run(config: LvmDtConfig) -> dict:
         res, thr = _train_and_eval(config, name, real_env, batch, real_env, real_params, sub, ev)
         results["twin_count"][str(k)] = res
         samples[f"PPO {name}"] = thr
+        _checkpoint(results, samples, checkpoint_dir)
     for mob in config.mobility_models:
         k = config.mobility_twins
         if mob == "street" and str(k) in results["twin_count"]:
@@ -352,9 +369,16 @@ def run(config: LvmDtConfig) -> dict:
         res, _ = _train_and_eval(config, f"{k} {mob} twins", env, batch, real_env, real_params,
                                  sub, ev)
         results["mobility"][mob] = res
+        _checkpoint(results, samples, checkpoint_dir)
     results["headline"] = headline(results)
     results["_samples"] = samples
     return results
+
+
+def _checkpoint(results, samples, out_dir) -> None:
+    if out_dir is not None:
+        partial = dict(results, headline=headline(results), _samples=samples)
+        write_results(partial, out_dir, stem="lvm_dt_partial")
 
 
 def headline(results: dict) -> dict:
@@ -389,7 +413,8 @@ def headline(results: dict) -> dict:
 
 def machine_info() -> dict:
     return {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "jax": jax.__version__, "device": str(jax.devices()[0])}
+            "jax": jax.__version__, "device": str(jax.devices()[0]),
+            "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
 # ----------------------------------------------------------------------------- output
@@ -419,7 +444,9 @@ def plot_results(results: dict, path: str) -> None:
 
     densities = list(results["baselines"]["max-SINR"])
     names, means, errs = [], [], []
-    for name, per in results["baselines"].items():
+    sync = {f"{k} (sync)": v for k, v in results.get("baselines_synchronous", {}).items()
+            if k != "max-SINR"}
+    for name, per in {**results["baselines"], **sync}.items():
         if name == "random":
             continue
         names.append(name)
@@ -468,7 +495,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     config = replace(PRESETS[args.preset], seed=args.seed)
-    results = run(config)
+    results = run(config, checkpoint_dir=args.out)
     paths = write_results(results, args.out)
     print(json.dumps(results["headline"], indent=1))
     print("wrote", *paths)

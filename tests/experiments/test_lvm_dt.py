@@ -14,6 +14,7 @@ TINY = replace(
     twin_users=(3, 8), eval_users=(6,), twin_counts=(2,), mobility_models=(), batch_steps=8,
     num_updates=2, num_minibatches=2, update_epochs=1, episode_length=4, eval_twins=1,
     eval_steps=4, shadow_cell_m=50.0, hidden=(8,), baselines=("max-SINR", "Ye-dual"),
+    num_seeds=2,
 )
 
 
@@ -50,10 +51,13 @@ def test_tiny_run_writes_results(tmp_path):
         s = per["6"]
         assert 0 < s["cell_edge"] <= s["mean_throughput"] and 0 < s["jain"] <= 1
     ppo = results["twin_count"]["2"]
-    assert ppo["num_twins"] == 2 and len(ppo["per_seed"]) == 1
-    assert np.isfinite(np.asarray(ppo["curves"]["cell_edge"])).all()
+    assert ppo["num_twins"] == 2 and len(ppo["per_seed"]) == 2
+    curves = np.asarray(ppo["curves"]["cell_edge"])
+    assert curves.shape == (2, 2) and np.isfinite(curves).all()
     mean, half = ppo["mean_ci"]["6"]["cell_edge"]
-    assert mean > 0 and half == 0.0  # one seed: no interval
+    seeds = [r["6"]["cell_edge"] for r in ppo["per_seed"]]
+    np.testing.assert_allclose(mean, np.mean(seeds))
+    np.testing.assert_allclose(half, 1.96 * np.std(seeds, ddof=1) / np.sqrt(2))
     gain = results["headline"]["best_ppo_vs_max_sinr"]["6"]["cell_edge_gain"]
     np.testing.assert_allclose(gain, mean / base["max-SINR"]["6"]["cell_edge"] - 1, rtol=1e-9)
     json_path, png_path = write_results(results, str(tmp_path))
