@@ -111,12 +111,13 @@ def test_guidance_combines_conditional_and_unconditional_estimates():
     x = jax.random.normal(jax.random.key(7), (5, 8, 2))
     t = jnp.array([0, 3, 10, 30, 49])
 
+    query = D.query_points(D.schedule_of(TINY), x, t)
     den = jax.jit(
         lambda p, c, use: TINY.model.apply(
-            p, x, t, c, jnp.full((5,), use), method=TrajUNet.denoise
+            p, x, t, c, jnp.full((5,), use), query, method=TrajUNet.denoise
         )
     )
-    guided = jax.jit(lambda p, c, w: D.guided_eps(TINY, p, x, t, c, w))
+    guided = jax.jit(lambda p, c, w: D.guided_eps(TINY, p, x, t, c, w, query))
     e_c, e_u = den(params, cond, True), den(params, cond, False)
     assert not np.allclose(e_c, e_u, atol=1e-3)  # the map does change the estimate
     for w in (0.0, 1.0, 2.5):

@@ -13,6 +13,7 @@ unconditional model, w = 1 the conditional one, w > 1 pushes harder toward the m
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -80,16 +81,36 @@ def q_sample(schedule: Schedule, x0: jax.Array, t: jax.Array, noise: jax.Array) 
     return jnp.sqrt(abar) * x0 + jnp.sqrt(1.0 - abar) * noise
 
 
+def query_points(schedule: Schedule, x: jax.Array, t: jax.Array) -> jax.Array:
+    """Where the denoiser reads the map for ``x_t [B, L, 2]``: ``x_t / sqrt(abar_t)``, clipped.
+
+    ``x_t`` is ``sqrt(abar_t) x_0`` plus noise, so rescaling puts the query near the true
+    position at every noise level (at high noise it is clipped to the map's border).
+    """
+    abar = schedule.alpha_bars[t].reshape((-1, 1, 1))
+    return jnp.clip(x / jnp.sqrt(abar), -1.2, 1.2)
+
+
+def predict_x0(schedule: Schedule, x: jax.Array, t: jax.Array, eps: jax.Array) -> jax.Array:
+    """x_0 implied by a noise estimate: ``(x_t - sqrt(1 - abar) eps) / sqrt(abar)``, in [-1, 1]."""
+    abar = schedule.alpha_bars[t].reshape((-1, 1, 1))
+    return jnp.clip((x - jnp.sqrt(1.0 - abar) * eps) / jnp.sqrt(abar), -1.0, 1.0)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
 def init_params(config: DiffusionConfig, key: jax.Array, map_shape: tuple[int, int, int]):
-    """Random network variables for rasters of shape ``map_shape = (H, W, C)``."""
+    """Random network variables for rasters of shape ``map_shape = (H, W, C)``.
+
+    Jitted (op-by-op initialisation of the convolutions is many times slower).
+    """
     length = config.unet.length
-    # jit: op-by-op initialisation of the convolutions is many times slower.
-    return jax.jit(config.model.init)(
+    return config.model.init(
         key,
         jnp.zeros((1, length, 2), jnp.float32),
         jnp.zeros((1,), jnp.int32),
         jnp.zeros((1, *map_shape), jnp.float32),
         jnp.ones((1,), bool),
+        jnp.zeros((1, length, 2), jnp.float32),
     )
 
 
@@ -105,14 +126,24 @@ def ddpm_loss(
 
     ``x0 [B, L, 2]`` normalised trajectories, ``raster [B, H, W, C]`` their maps; each
     sample's condition is dropped with probability ``p_uncond`` (classifier-free guidance).
+    Self-conditioned map queries: for half the samples the map is read at the x_0 estimate
+    of a first, gradient-free pass (as the sampler reads it at the previous step's x_0
+    estimate); for the others at ``query_points(x_t)``.
     """
     schedule = schedule_of(config)
-    k_t, k_noise, k_drop = jax.random.split(key, 3)
+    k_t, k_noise, k_drop, k_self = jax.random.split(key, 4)
     batch = x0.shape[0]
     t = jax.random.randint(k_t, (batch,), 0, config.timesteps)
     noise = jax.random.normal(k_noise, x0.shape, x0.dtype)
     use_cond = jax.random.uniform(k_drop, (batch,)) >= p_uncond
-    eps = config.model.apply(params, q_sample(schedule, x0, t, noise), t, raster, use_cond)
+    xt = q_sample(schedule, x0, t, noise)
+    cond = config.model.apply(params, raster, method=TrajUNet.encode_map)
+    query = query_points(schedule, xt, t)
+    eps0 = config.model.apply(params, xt, t, cond, use_cond, query, method=TrajUNet.denoise)
+    x0_hat = jax.lax.stop_gradient(predict_x0(schedule, xt, t, eps0))
+    self_cond = jax.random.bernoulli(k_self, 0.5, (batch, 1, 1))
+    query = jnp.where(self_cond, x0_hat, query)
+    eps = config.model.apply(params, xt, t, cond, use_cond, query, method=TrajUNet.denoise)
     return jnp.mean(jnp.square(eps - noise))
 
 
@@ -122,18 +153,25 @@ def encode_map(config: DiffusionConfig, params, raster: jax.Array) -> dict:
 
 
 def guided_eps(
-    config: DiffusionConfig, params, x: jax.Array, t: jax.Array, cond: dict, guidance
+    config: DiffusionConfig,
+    params,
+    x: jax.Array,
+    t: jax.Array,
+    cond: dict,
+    guidance,
+    query: jax.Array,
 ) -> jax.Array:
-    """Classifier-free guided noise estimate ``[B, L, 2]`` (one network call on 2B samples)."""
+    """Classifier-free guided noise estimate ``[B, L, 2]`` (one network call on 2B samples).
+
+    ``query [B, L, 2]``: where each point reads the map (see ``TrajUNet.denoise``).
+    """
     batch = x.shape[0]
     cond2 = jax.tree_util.tree_map(
         lambda c: c if c.shape[0] == 1 else jnp.concatenate([c, c]), cond
     )
     use = jnp.concatenate([jnp.ones((batch,), bool), jnp.zeros((batch,), bool)])
-    eps = config.model.apply(
-        params, jnp.concatenate([x, x]), jnp.concatenate([t, t]), cond2, use,
-        method=TrajUNet.denoise,
-    )
+    x2, t2, q2 = jnp.concatenate([x, x]), jnp.concatenate([t, t]), jnp.concatenate([query, query])
+    eps = config.model.apply(params, x2, t2, cond2, use, q2, method=TrajUNet.denoise)
     eps_c, eps_u = eps[:batch], eps[batch:]
     return eps_u + guidance * (eps_c - eps_u)
 
@@ -158,7 +196,8 @@ def ddim_sample(
 
     ``cond``: from :func:`encode_map`, batch B or 1. ``key`` only drives the extra noise of
     ``eta > 0`` (eta = 0 is deterministic given ``x_T``; eta = 1 is DDPM-like ancestral
-    sampling). ``clip`` clamps the predicted x_0 to [-1, 1] at every step.
+    sampling). ``clip`` clamps the predicted x_0 to [-1, 1] at every step. Each step reads
+    the map at the previous step's x_0 estimate (self-conditioned queries, see ddpm_loss).
     """
     num_steps = check_int("num_steps", num_steps, 1, config.timesteps)
     schedule = schedule_of(config)
@@ -166,11 +205,12 @@ def ddim_sample(
     t_prev = jnp.concatenate([ts[1:], jnp.array([-1], jnp.int32)])
     batch = x_T.shape[0]
 
-    def body(x, inputs):
+    def body(carry, inputs):
+        x, query = carry
         t, tp, k = inputs
         ab = schedule.alpha_bars[t]
         ab_prev = jnp.where(tp >= 0, schedule.alpha_bars[jnp.maximum(tp, 0)], 1.0)
-        eps = guided_eps(config, params, x, jnp.full((batch,), t), cond, guidance)
+        eps = guided_eps(config, params, x, jnp.full((batch,), t), cond, guidance, query)
         x0 = (x - jnp.sqrt(1.0 - ab) * eps) / jnp.sqrt(ab)
         if clip:
             x0 = jnp.clip(x0, -1.0, 1.0)
@@ -178,9 +218,12 @@ def ddim_sample(
         sigma = eta * jnp.sqrt((1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev))
         direction = jnp.sqrt(jnp.maximum(1.0 - ab_prev - sigma**2, 0.0)) * eps
         z = jax.random.normal(k, x.shape, x.dtype)
-        return jnp.sqrt(ab_prev) * x0 + direction + sigma * z, None
+        return (jnp.sqrt(ab_prev) * x0 + direction + sigma * z, jnp.clip(x0, -1.0, 1.0)), None
 
-    x0, _ = jax.lax.scan(body, x_T, (ts, t_prev, jax.random.split(key, num_steps)))
+    query = query_points(schedule, x_T, jnp.full((batch,), ts[0]))
+    (x0, _), _ = jax.lax.scan(
+        body, (x_T, query), (ts, t_prev, jax.random.split(key, num_steps))
+    )
     return x0
 
 

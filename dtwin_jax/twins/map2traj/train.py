@@ -38,7 +38,7 @@ class TrainConfig:
     """Hyper-parameters of a training run (static, hashable, stored in checkpoint metadata)."""
 
     model: DiffusionConfig = DiffusionConfig()
-    num_steps: int = 6000
+    num_steps: int = 4000
     batch_size: int = 64
     learning_rate: float = 1e-3
     warmup_steps: int = 200
@@ -120,7 +120,7 @@ def _train_step(config: TrainConfig, carry, raster, traj):
     One step per jit call on purpose: XLA:CPU runs convolution gradients inside a
     ``lax.scan`` loop about 10x slower than at the top level of a program.
     """
-    params, ema, opt_state, key = carry
+    params, ema, opt_state, key, count = carry
     num_maps, num_trajs = traj.shape[0], traj.shape[1]
     key, k_map, k_traj, k_aug, k_loss = jax.random.split(key, 5)
     m = jax.random.randint(k_map, (config.batch_size,), 0, num_maps)
@@ -133,8 +133,10 @@ def _train_step(config: TrainConfig, carry, raster, traj):
     )(params)
     updates, opt_state = _optimizer(config).update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    ema = optax.incremental_update(params, ema, 1.0 - config.ema_decay)
-    return (params, ema, opt_state, key), loss
+    # EMA with warm-up: short runs are not dominated by the random initial weights.
+    decay = jnp.minimum(config.ema_decay, (1.0 + count) / (10.0 + count))
+    ema = optax.incremental_update(params, ema, 1.0 - decay)
+    return (params, ema, opt_state, key, count + 1), loss
 
 
 def train(config: TrainConfig, dataset: dict, key: jax.Array, progress: bool = True):
@@ -147,7 +149,7 @@ def train(config: TrainConfig, dataset: dict, key: jax.Array, progress: bool = T
     k_init, k_train = jax.random.split(key)
     params = init_params(config.model, k_init, raster.shape[1:])
     ema = jax.tree_util.tree_map(jnp.copy, params)
-    carry = (params, ema, _optimizer(config).init(params), k_train)
+    carry = (params, ema, _optimizer(config).init(params), k_train, jnp.zeros((), jnp.float32))
     raster, traj = jnp.asarray(raster), jnp.asarray(traj)
     losses = []
     start = time.perf_counter()

@@ -26,7 +26,8 @@ class UNetConfig:
     length: trajectory points L (must be divisible by 2**(len(channels)-1)).
     channels: feature width per resolution level. blocks: residual blocks per level.
     cond_dim: width of the map condition vector. map_channels: CNN widths (each a stride-2 conv).
-    blur_sigmas: Gaussian blurs (pixels) of the raster sampled at each point's position.
+    blur_sigmas: Gaussian blurs (pixels) of the raster whose values and gradients are read at
+    each point's estimated position.
     """
 
     length: int = 64
@@ -35,7 +36,7 @@ class UNetConfig:
     emb_dim: int = 64
     cond_dim: int = 64
     map_channels: tuple[int, ...] = (16, 32, 32, 64)
-    blur_sigmas: tuple[float, ...] = (1.5, 4.0)
+    blur_sigmas: tuple[float, ...] = (1.5, 4.0, 10.0)
     groups: int = 8
 
     def __post_init__(self):
@@ -98,11 +99,12 @@ class MapEncoder(nn.Module):
         return nn.Dense(self.cond_dim)(nn.swish(nn.Dense(self.cond_dim)(h)))
 
 
-def blur_pyramid(raster: jnp.ndarray, sigmas: tuple[float, ...]) -> jnp.ndarray:
-    """``[B, H, W, C]`` -> ``[B, H, W, C * (1 + len(sigmas))]``: the raster and Gaussian blurs.
+def map_features(raster: jnp.ndarray, sigmas: tuple[float, ...]) -> jnp.ndarray:
+    """``[B, H, W, C]`` -> ``[B, H, W, C (1 + 3 len(sigmas))]``: raster, blurs, blur gradients.
 
-    ``sigmas`` in pixels; each blur is separable with row-normalised kernels (no learned
-    weights), so it commutes with flips and transposes of the map.
+    For each ``sigma`` (pixels): the Gaussian blur of every channel and its x and y gradients
+    (per pixel, times sigma), which point towards nearby roads. Separable row-normalised
+    kernels, no learned weights: the features commute with flips and transposes of the map.
     """
     raster = raster.astype(jnp.float32)
     out = [raster]
@@ -114,7 +116,9 @@ def blur_pyramid(raster: jnp.ndarray, sigmas: tuple[float, ...]) -> jnp.ndarray:
             k = k / k.sum(axis=1, keepdims=True)
             blurred = jnp.moveaxis(jnp.tensordot(k, blurred, axes=((1,), (axis,))), 0, axis)
         # Rescale so that a thin line keeps a peak of about its original height.
-        out.append(blurred * (sigma * 2.5066283))
+        blurred = blurred * (sigma * 2.5066283)
+        d_row, d_col = jnp.gradient(blurred, axis=(1, 2))
+        out += [blurred, d_col * sigma, d_row * sigma]
     return jnp.concatenate(out, axis=-1)
 
 
@@ -159,7 +163,8 @@ class ResBlock1D(nn.Module):
 class TrajUNet(nn.Module):
     """Noise predictor eps(x_t, t, map). Use :meth:`encode_map` once per map, then :meth:`denoise`.
 
-    ``__call__(x [B,L,2], t [B], raster [B,H,W,C], use_cond [B] bool) -> eps [B,L,2]``.
+    ``__call__(x [B,L,2], t [B], raster [B,H,W,C], use_cond [B] bool, query [B,L,2])``
+    ``-> eps [B,L,2]``.
     """
 
     config: UNetConfig
@@ -185,30 +190,36 @@ class TrajUNet(nn.Module):
     def encode_map(self, raster: jnp.ndarray) -> dict:
         """Raster ``[B, H, W, C]`` -> condition ``{"vec": [B, D], "local": [B, H, W, F]}``.
 
-        ``vec`` summarises the map; ``local`` (the raster and its blurs) is what the denoiser
-        samples at each point's current position.
+        ``vec`` summarises the map; ``local`` (:func:`map_features`) is what the denoiser
+        samples at each point's estimated position.
         """
-        local = blur_pyramid(raster, self.config.blur_sigmas)
+        local = map_features(raster, self.config.blur_sigmas)
         return {"vec": self.map_encoder(raster), "local": local}
 
     def denoise(
-        self, x: jnp.ndarray, t: jnp.ndarray, cond: dict, use_cond: jnp.ndarray
+        self,
+        x: jnp.ndarray,
+        t: jnp.ndarray,
+        cond: dict,
+        use_cond: jnp.ndarray,
+        query: jnp.ndarray,
     ) -> jnp.ndarray:
         """Predicted noise ``[B, L, 2]`` from ``x [B,L,2]``, ``t [B]`` and ``cond``.
 
         ``cond`` comes from :meth:`encode_map` with batch B or 1 (one map for all samples).
         ``use_cond [B]`` (bool): False swaps the condition for the learned null condition
-        (and zero local features).
+        (and zero local features). ``query [B, L, 2]``: where to read the local map features
+        for each point (the diffusion passes its x_0 estimate ``x_t / sqrt(abar_t)``).
         """
         cfg = self.config
         batch = x.shape[0]
         vec = jnp.broadcast_to(cond["vec"], (batch, cfg.cond_dim))
         vec = jnp.where(use_cond[:, None], vec, self.null_cond[None, :])
         if cond["local"].shape[0] == 1:
-            local = sample_local(cond["local"][0], x.reshape(-1, 2))
+            local = sample_local(cond["local"][0], query.reshape(-1, 2))
             local = local.reshape(batch, x.shape[1], -1)
         else:
-            local = jax.vmap(sample_local)(cond["local"], x)
+            local = jax.vmap(sample_local)(cond["local"], query)
         local = local * use_cond[:, None, None]
         emb = timestep_embedding(t, cfg.emb_dim)
         emb = jnp.concatenate([emb, vec], axis=-1)
@@ -231,5 +242,5 @@ class TrajUNet(nn.Module):
                 h = jnp.repeat(h, 2, axis=1)
         return self.head(nn.swish(self.head_norm(h)))
 
-    def __call__(self, x, t, raster, use_cond):
-        return self.denoise(x, t, self.encode_map(raster), use_cond)
+    def __call__(self, x, t, raster, use_cond, query):
+        return self.denoise(x, t, self.encode_map(raster), use_cond, query)
