@@ -44,6 +44,7 @@ def save_checkpoint(path: str | os.PathLike, tree: Any, metadata: dict | None = 
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".msgpack", dir=directory)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are ordinary shared files
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
             f.flush()
