@@ -191,7 +191,8 @@ def load_model(config: Map2TrajExperimentConfig):
     seeds = check_unseen(config.unseen_map_seeds, meta["config"])
     info = {
         "path": config.checkpoint, "trained": True, "train_config": meta["config"],
-        "final_loss": meta.get("final_loss"), "num_training_maps": int(seeds.size),
+        "command": meta.get("command"), "final_loss": meta.get("final_loss"),
+        "num_training_maps": int(seeds.size),
         "test_seeds_disjoint_from_training": True,
     }  # fmt: skip
     return model, params, tuple(meta["map_shape"]), info
