@@ -42,7 +42,8 @@ def stack_params(params_list: Sequence[Any]) -> Any:
     """Stack K params structs of one structure into one batch (leading ``[K]`` axis)."""
     if not params_list:
         raise ValueError("params_list must hold at least one params struct")
-    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *params_list)
+    return jax.tree.map(lambda *xs: jnp.asarray(np.stack([np.asarray(x) for x in xs])),
+                        *params_list)
 
 
 def spread(lo: int, hi: int, num: int) -> np.ndarray:
@@ -73,12 +74,17 @@ def twin_params(
         raise ValueError(
             f"mobility has {len(mobility)} entries; expected one per twin ({len(num_users)})"
         )
+    made: dict = {}  # one validated params struct per distinct twin set-up
     twins = []
     for i, n in enumerate(num_users):
-        kw = dict(overrides, num_users=int(n))
-        if mobility is not None:
-            kw["mobility"] = dict(mobility[i])
-        twins.append(env.make_params(**kw))
+        mob = None if mobility is None else dict(mobility[i])
+        tag = (int(n), repr(None if mob is None else sorted(mob.items())))
+        if tag not in made:
+            kw = dict(overrides, num_users=int(n))
+            if mob is not None:
+                kw["mobility"] = mob
+            made[tag] = env.make_params(**kw)
+        twins.append(made[tag])
     return stack_params(twins)
 
 
