@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 import platform
@@ -191,6 +192,7 @@ def load_model(config: Map2TrajExperimentConfig):
     seeds = check_unseen(config.unseen_map_seeds, meta["config"])
     info = {
         "path": config.checkpoint, "trained": True, "train_config": meta["config"],
+        "sha256": hashlib.sha256(Path(config.checkpoint).read_bytes()).hexdigest(),
         "command": meta.get("command"), "final_loss": meta.get("final_loss"),
         "num_training_maps": int(seeds.size),
         "test_seeds_disjoint_from_training": True,
