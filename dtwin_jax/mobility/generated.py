@@ -136,7 +136,7 @@ class GeneratedMobility(base.MobilityModel):
             raster=jnp.zeros(self.map_shape, jnp.float32),
             sample_dt=base.f32(2.0),
             dt=base.f32(1.0),
-            guidance=base.f32(1.0),
+            guidance=base.f32(3.0),
             eta=base.f32(0.0),
         )
 

@@ -179,14 +179,15 @@ def test_config_dict_round_trip():
     assert dataclasses.replace(config, num_steps=7) == config
 
 
-def test_shipped_checkpoint_loads_and_samples_on_a_map():
+def test_shipped_checkpoint_loads_with_its_config():
+    """(Sampling from it is tested in tests/mobility/test_generated.py.)"""
     config, params, meta = load_trained()
-    assert meta["command"].startswith("python -m dtwin_jax.twins.map2traj.train")
+    assert meta["command"] == (
+        "python -m dtwin_jax.twins.map2traj.train --out dtwin_jax/data/map2traj_small.msgpack"
+    )
+    assert TrainConfig.from_dict(meta["config"]).model == config
     assert SHIPPED_CHECKPOINT.stat().st_size < 8 * 2**20
-    raster = jnp.zeros(tuple(meta["map_shape"])).at[30:34, :, 0].set(1.0)
-    out = D.sample_trajectories(params, raster, jax.random.key(0), 3, num_steps=4, config=config)
-    assert out.shape == (3, config.unet.length, 2)
-    assert np.all(np.isfinite(out)) and np.all(np.abs(out) <= 1.0)
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params))
 
 
 def test_missing_or_corrupt_model_checkpoint_is_a_clear_error(tmp_path):

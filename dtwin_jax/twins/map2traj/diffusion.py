@@ -233,14 +233,15 @@ def sample_trajectories(
     key: jax.Array,
     num: int,
     num_steps: int = 50,
-    guidance: float | jax.Array = 1.0,
+    guidance: float | jax.Array = 3.0,
     eta: float | jax.Array = 0.0,
     config: DiffusionConfig = DiffusionConfig(),
 ) -> jax.Array:
     """``num`` trajectories ``[num, L, 2]`` (normalised to [-1, 1]) for one map ``[H, W, C]``.
 
     Pure and jittable (``num``, ``num_steps`` and ``config`` static); vmap over ``raster`` and
-    ``key`` for many maps.
+    ``key`` for many maps. Default guidance 3: on unseen maps the shipped model puts more
+    points on roads with it than with 1 (measured, see the train module).
     """
     num = check_int("num", num, 1)
     k_init, k_steps = jax.random.split(key)

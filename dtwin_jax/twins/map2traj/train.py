@@ -7,6 +7,13 @@ and trajectory (flips, transpose) plus time reversal, so a few hundred procedura
 model that generalises to unseen ones. The shipped checkpoint comes from::
 
     python -m dtwin_jax.twins.map2traj.train --out dtwin_jax/data/map2traj_small.msgpack
+
+(``TrainConfig()`` defaults: 256 procedural 1 km maps x 32 trajectories of 64 points 2 s
+apart, 4000 Adam steps of batch 64; about 20 minutes on a shared, loaded 2-core CPU.)
+Measured on 6 unseen procedural maps (64 samples each, DDIM 20 steps): the fraction of
+points on a road is 0.34 unconditional (guidance 0; uniform points: 0.32), 0.53 with
+guidance 1 and 0.63 with guidance 3 (real trajectories: 1.0); zero-shot on a 1 km crop of
+the Helsinki OSM map: 0.52 / 0.57 (uniform 0.26). The model follows streets only partly.
 """
 
 from __future__ import annotations
