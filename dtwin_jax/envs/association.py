@@ -77,6 +77,9 @@ MOBILITY_CHOICES = ("street", "waypoint", "gauss_markov", "playback")
 _RATE_FLOOR_BPS = 1.0e3  # utilities use max(rate, 1 kbps)
 _FEATURE_LIMIT = 10.0
 _LOAD_LIMIT = 20.0
+_DB_TO_LN = float(np.log(10.0) / 10.0)  # 10^(x/10) = exp(_DB_TO_LN x)
+_DB_MAX = 300.0  # dB cap of linear powers, as in dtwin_jax.radio.link
+_P_MAX_W = 1e30
 
 
 @struct.dataclass
@@ -349,33 +352,32 @@ class AssociationEnv(MultiAgentEnv):
         return link.full_load_sinr(self.rx_power_w(pos, shadow, params), self._noise_w(params))
 
     def rx_power_w(self, pos: jax.Array, shadow: fading.ShadowingField, params) -> jax.Array:
-        """Received power (W) ``[U, B]``: tx power - expected pathloss - shadowing."""
+        """Received power (W) ``[U, B]``: tx power - expected pathloss - shadowing.
+
+        The expected pathloss (:func:`~dtwin_jax.radio.pathloss.expected_pathloss`) is folded
+        into the linear power: since ``PL_NLOS >= PL_LOS`` in 38.901,
+        ``P = 10^((P_tx - PL_LOS - X)/10 - 3) (p + (1 - p) 10^(-(PL_NLOS - PL_LOS)/10))``,
+        two exponentials per link instead of a log-sum-exp and a power.
+        """
         m = self.num_macro
         h_ut = params.ue_height_m
         d2, d3 = link.pairwise_distances(pos, params.bs_xy, h_ut, params.bs_height_m)
         fc = params.fc_ghz
-        pl_parts = []
-        if m:
-            h = params.bs_height_m[:m]
-            pl_parts.append(
-                pathloss.expected_pathloss(
-                    pathloss.uma_los(d3[:, :m], fc, h, h_ut),
-                    pathloss.uma_nlos(d3[:, :m], fc, h, h_ut),
-                    pathloss.los_probability_uma(d2[:, :m], h_ut),
-                )
-            )
-        if m < self.num_bs:
-            h = params.bs_height_m[m:]
-            pl_parts.append(
-                pathloss.expected_pathloss(
-                    pathloss.umi_los(d3[:, m:], fc, h, h_ut),
-                    pathloss.umi_nlos(d3[:, m:], fc, h, h_ut),
-                    pathloss.los_probability_umi(d2[:, m:], h_ut),
-                )
-            )
-        pl = jnp.concatenate(pl_parts, axis=-1)
+        parts = []
+        for sl, los, nlos, p_los in (
+            (slice(0, m), pathloss.uma_los, pathloss.uma_nlos, pathloss.los_probability_uma),
+            (slice(m, None), pathloss.umi_los, pathloss.umi_nlos, pathloss.los_probability_umi),
+        ):
+            h = params.bs_height_m[sl]
+            if h.shape[0]:
+                parts.append((los(d3[:, sl], fc, h, h_ut), nlos(d3[:, sl], fc, h, h_ut),
+                              p_los(d2[:, sl], h_ut)))
+        pl_los, pl_nlos, p = (jnp.concatenate(x, axis=-1) for x in zip(*parts, strict=True))
         shadow_db = fading.shadowing_at(shadow, pos)
-        return link.received_power_w(params.tx_power_dbm, pl, shadow_db)
+        budget_dbw = jnp.minimum(params.tx_power_dbm - 30.0 - pl_los - shadow_db, _DB_MAX)
+        nlos_rel = jnp.exp(-_DB_TO_LN * jnp.maximum(pl_nlos - pl_los, 0.0))
+        gain_rel = p + (1.0 - p) * nlos_rel  # in (0, 1]
+        return jnp.clip(jnp.exp(_DB_TO_LN * budget_dbw) * gain_rel, 0.0, _P_MAX_W)
 
     def _noise_w(self, params) -> jax.Array:
         return link.thermal_noise_w(params.bandwidth_hz, params.noise_figure_db)
@@ -403,25 +405,23 @@ class AssociationEnv(MultiAgentEnv):
 
     def _observe(self, key, mob, shadow, active, assoc, sinr, t, params):
         """Candidates, mask and features at the current positions; returns (obs, state)."""
-        n = self.num_candidates
-        sinr_db = link.linear_to_db(sinr)
-        top_db, cand = jax.lax.top_k(sinr_db, n)  # [U, N]
-        cand = cand.astype(jnp.int32)
+        top, sel = _top_candidates(sinr, self.num_candidates)  # [U, N], [U, N, B]
+        b_idx = jnp.arange(self.num_bs, dtype=jnp.int32)
+        cand = jnp.sum(jnp.where(sel, b_idx, 0), axis=-1)  # [U, N]
         is_cur = cand == assoc[:, None]
         has_cur = is_cur.any(-1)
         token = jax.random.uniform(key, (self.max_users,)) < params.decision_prob
         free = token | ~has_cur
         mask = free[:, None] | is_cur
 
-        onehot = jax.nn.one_hot(assoc, self.num_bs, dtype=jnp.float32) * active[:, None]
-        load = onehot.sum(0)  # [B]
+        on_bs = (assoc[:, None] == b_idx) & active[:, None]  # [U, B]
+        load = on_bs.sum(0).astype(jnp.float32)  # [B]
         n_act = jnp.maximum(active.sum(), 1).astype(jnp.float32)
-        cand_load = load[cand]
+        cand_load = jnp.sum(jnp.where(sel, load, 0.0), axis=-1)  # [U, N]
         rel_load = cand_load / (n_act / self.num_bs)
         join_load = cand_load + 1.0 - is_cur.astype(jnp.float32)
-        rate_join = params.bandwidth_hz / jnp.maximum(join_load, 1.0) * jnp.log2(
-            1.0 + jnp.take_along_axis(sinr, cand, axis=-1)
-        )
+        rate_join = params.bandwidth_hz / jnp.maximum(join_load, 1.0) * jnp.log2(1.0 + top)
+        top_db = link.linear_to_db(top)
         feats = jnp.concatenate(
             [
                 jnp.clip((top_db - 10.0) / 20.0, -_FEATURE_LIMIT, _FEATURE_LIMIT),
@@ -479,6 +479,24 @@ class AssociationEnv(MultiAgentEnv):
         info["agent_mask"] = active_next
         truncated = t >= params.episode_length
         return obs, state, reward, jnp.bool_(False), truncated, info
+
+
+def _top_candidates(sinr: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+    """The ``n`` largest entries of ``sinr [U, B]`` per user, best first (ties: lower index
+    first, as ``lax.top_k``): values ``[U, n]`` and one-hot selections ``[U, n, B]``.
+
+    ``n`` rounds of a masked argmax: much faster than ``lax.top_k`` for a small B on CPU.
+    """
+    b_idx = jnp.arange(sinr.shape[-1])
+    vals, sels = [], []
+    cur = sinr
+    for _ in range(n):
+        best = jnp.argmax(cur, axis=-1)
+        vals.append(jnp.max(cur, axis=-1))
+        sel = b_idx == best[:, None]
+        sels.append(sel)
+        cur = jnp.where(sel, -jnp.inf, cur)
+    return jnp.stack(vals, axis=-1), jnp.stack(sels, axis=-2)
 
 
 def _log_util(rate: jax.Array, params) -> jax.Array:
