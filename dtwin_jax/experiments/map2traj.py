@@ -35,8 +35,6 @@ import functools
 import hashlib
 import json
 import os
-import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -48,6 +46,7 @@ from dtwin_jax._checks import check_choice, check_float, check_int
 from dtwin_jax.metrics import trajectories as tm
 from dtwin_jax.mobility.gauss_markov import GaussMarkov
 from dtwin_jax.mobility.waypoint import RandomWaypoint
+from dtwin_jax.reporting import machine_info, write_json
 from dtwin_jax.twins.map2traj import data, maps
 from dtwin_jax.twins.map2traj.diffusion import DiffusionConfig, init_params, sample_trajectories
 from dtwin_jax.twins.map2traj.train import SHIPPED_CHECKPOINT, TrainConfig, load_trained
@@ -351,11 +350,6 @@ def targets(unseen: dict) -> dict:
     }
 
 
-def machine_info() -> dict:
-    return {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "jax": jax.__version__, "device": str(jax.devices()[0])}  # fmt: skip
-
-
 def run(config: Map2TrajExperimentConfig, out_dir: str | os.PathLike | None = None) -> dict:
     """Run the evaluation; returns the JSON-ready results (see the module docstring).
 
@@ -397,21 +391,6 @@ def run(config: Map2TrajExperimentConfig, out_dir: str | os.PathLike | None = No
 
 
 # ----------------------------------------------------------------------------- output
-def write_json(obj, path: str | os.PathLike) -> None:
-    """Write ``obj`` as JSON via a temporary file in the same directory and ``os.replace``;
-    on any error the previous file (if any) is left untouched and the temporary removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def plot_figure(figure: dict, path: str | os.PathLike, num: int) -> None:
     """Rows: the first unseen procedural map, the first real map; columns: real, generated,
     random waypoint (``num`` trajectories each) over the map raster's road channel."""
