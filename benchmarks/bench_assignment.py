@@ -23,11 +23,8 @@ Usage: ``python benchmarks/bench_assignment.py [--full] [--dtypes float32 float6
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import scipy_assignment  # noqa: E402
 
 from dtwin_jax.allocation import batched_linear_sum_assignment  # noqa: E402
+from dtwin_jax.reporting import machine_info, write_json
 
 BATCHES = (1, 16, 256, 1024, 4096)
 SIZES = (12, 32, 64)
@@ -154,25 +152,11 @@ def main(argv=None) -> dict:
         "note": "ratios are time(ours) / time(peer); < 1 means ours is faster",
         "repeats": args.repeats,
         "pinned_to_core": pinned,
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "optax": optax.__version__,
-            "numpy": np.__version__,
-            "scipy": __import__("scipy").__version__,
-            "device": str(jax.devices()[0]),
-            "load_avg_at_end": os.getloadavg(),
-        },
+        "machine": machine_info(optax=optax.__version__, scipy=__import__("scipy").__version__),
         "rows": rows,
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, suffix=".tmp", delete=False) as f:
-        json.dump(result, f, indent=2)
-    os.replace(f.name, out)
+    write_json(result, out)
     print(f"wrote {out}")
     return result
 

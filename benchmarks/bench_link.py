@@ -18,11 +18,7 @@ Usage: ``python benchmarks/bench_link.py [--batches 16 256 1024] [--repeats 21]`
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import numba_link, numpy_link  # noqa: E402
 
 from dtwin_jax import radio  # noqa: E402
+from dtwin_jax.reporting import machine_info, write_json
 
 U, B, R = 32, 8, 16
 PARAMS = {
@@ -169,24 +166,11 @@ def main(argv=None) -> dict:
         "shape": {"U": U, "B": B, "R": R},
         "params": PARAMS,
         "repeats": args.repeats,
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "numpy": np.__version__,
-            "numba": getattr(numba_link.numba, "__version__", None),
-            "device": str(jax.devices()[0]),
-            "load_avg_1m_at_end": os.getloadavg()[0],
-        },
+        "machine": machine_info(numba=getattr(numba_link.numba, "__version__", None)),
         "rows": rows,
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, suffix=".tmp", delete=False) as f:
-        json.dump(result, f, indent=2)
-    os.replace(f.name, out)
+    write_json(result, out)
     print(f"wrote {out}")
     return result
 

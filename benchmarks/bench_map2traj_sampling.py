@@ -16,10 +16,6 @@ Usage: ``python benchmarks/bench_map2traj_sampling.py [--batch 1024] [--steps 20
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +23,7 @@ import jax
 import numpy as np
 
 from dtwin_jax.mobility import RandomWaypoint
+from dtwin_jax.reporting import machine_info, write_json
 from dtwin_jax.twins.map2traj.data import street_trajectories
 from dtwin_jax.twins.map2traj.diffusion import sample_trajectories
 from dtwin_jax.twins.map2traj.maps import procedural_street_map, rasterize, square_bounds
@@ -118,22 +115,11 @@ def main(argv=None) -> dict:
         "guidance": args.guidance,
         "repeats": args.repeats,
         "checkpoint_command": meta.get("command"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "device": str(jax.devices()[0]),
-            "load_avg_1m_at_end": os.getloadavg()[0],
-        },
+        "machine": machine_info(),
         "rows": rows,
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, suffix=".tmp", delete=False) as f:
-        json.dump(result, f, indent=2)
-    os.replace(f.name, out)
+    write_json(result, out)
     print(f"wrote {out}")
     return result
 

@@ -8,18 +8,22 @@ import platform
 import tempfile
 
 import jax
+import numpy as np
 
 
-def machine_info() -> dict:
-    """Platform, CPU count, JAX version, first device and XLA flags of this run."""
+def machine_info(**extra) -> dict:
+    """Platform, CPU count, versions, first device, XLA flags and load of this run (+ ``extra``)."""
     return {
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
         "jax": jax.__version__,
         "device": str(jax.devices()[0]),
         "device_kind": jax.devices()[0].device_kind,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        **extra,
     }
 
 
