@@ -13,7 +13,7 @@ vehicles driving along its streets at one user density. Two experiments:
    street vehicles (and generated trajectories when a ``GeneratedMobility`` model exists).
 
 Every policy and the baselines (max-SINR, max-RSRP with range-expansion bias, the Ye et al.
-2013 dual decomposition when ``dtwin_jax.allocation.association`` provides it, a selfish
+2013 dual decomposition of ``dtwin_jax.allocation.association``, a selfish
 greedy-rate heuristic, random) are evaluated on held-out real environments (new random
 streams) at ``eval_users`` densities. Reported per policy and density: pooled cell-edge (5th
 percentile) and mean user throughput, Jain index and network utility (sum-log), PPO as mean
@@ -39,6 +39,7 @@ import numpy as np
 
 from dtwin_jax import plots
 from dtwin_jax._checks import check_choice, check_float, check_int
+from dtwin_jax.allocation.association import load_balancing_dual
 from dtwin_jax.envs.association import (
     AssociationEnv,
     association_policy,
@@ -243,39 +244,16 @@ def synchronous_baselines(config, env, real_params) -> dict:
     return evaluate_baselines(sync, env, real_params)[0]
 
 
+def dual_association(sinr, active, params):
+    """The Ye et al. 2013 dual-decomposition association
+    (:func:`~dtwin_jax.allocation.association.load_balancing_dual`) on the peak rates
+    ``bandwidth * log2(1 + sinr)``: ``sinr [U, B]``, ``active [U]`` -> BS ``[U]`` (-1 inactive)."""
+    return load_balancing_dual(params.bandwidth_hz * jnp.log2(1.0 + sinr), active)
+
+
 def _dual_policy():
-    """The Ye et al. 2013 dual-decomposition baseline (``allocation.association`` when it
-    provides ``load_balancing_dual``, else the private stand-in below)."""
-    try:
-        from dtwin_jax.allocation.association import load_balancing_dual
-    except ImportError:
-        load_balancing_dual = None
-
-    def assoc(sinr, active, params):
-        if load_balancing_dual is not None:
-            return load_balancing_dual(params.bandwidth_hz * jnp.log2(1.0 + sinr), active)
-        return _ye_dual_stand_in(sinr, active)
-
-    return association_policy(assoc)
-
-
-def _ye_dual_stand_in(sinr, active, iters: int = 200, step: float = 0.05):
-    """Stand-in for the allocation module's Ye et al. (2013) load balancing: maximise
-    ``sum_u log(c_ub / K_b)`` by dual descent on the load constraints ``K_b = n_b``.
-    Users pick ``argmax_b log c_ub - mu_b``; BSs set ``K_b = exp(mu_b - 1)``; ``mu_b -= step
-    (K_b - n_b)``. ``sinr [U, B]``, ``active [U]`` -> BS index ``[U]``."""
-    num_bs = sinr.shape[-1]
-    log_c = jnp.log(jnp.maximum(jnp.log2(1.0 + sinr), 1e-9))
-    n = jnp.maximum(active.sum(), 1).astype(jnp.float32)
-
-    def body(_, mu):
-        pick = jnp.argmax(log_c - mu, axis=-1)
-        load = jnp.sum(jax.nn.one_hot(pick, num_bs) * active[:, None], axis=0)
-        k = jnp.clip(jnp.exp(mu - 1.0), 0.0, n)
-        return mu - step * (k - load)
-
-    mu = jax.lax.fori_loop(0, iters, body, jnp.full(num_bs, 1.0 + jnp.log(n / num_bs)))
-    return jnp.argmax(log_c - mu, axis=-1).astype(jnp.int32)
+    """The Ye-dual baseline as a policy (targets map to candidate indices)."""
+    return association_policy(dual_association)
 
 
 def _cdf_users(config) -> int:

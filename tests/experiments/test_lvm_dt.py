@@ -29,18 +29,21 @@ def test_config_validation():
         LvmDtConfig(baselines=("random",))
 
 
-def test_ye_dual_stand_in_balances_load():
+def test_dual_association_balances_load():
     """Two users hear BS 0 best; with the log-utility objective one of them moves to BS 1
-    once sharing BS 0 halves its rate below what BS 1 offers."""
+    once sharing BS 0 halves its rate below what BS 1 offers; inactive users get -1."""
     import jax.numpy as jnp
 
-    from dtwin_jax.experiments.lvm_dt import _ye_dual_stand_in
+    from dtwin_jax.experiments.lvm_dt import dual_association
+
+    class Params:
+        bandwidth_hz = jnp.float32(20e6)
 
     sinr = 10 ** (jnp.array([[30.0, 25.0], [30.0, 0.0], [30.0, -5.0]]) / 10)
     active = jnp.array([True, True, False])
-    assoc = np.asarray(_ye_dual_stand_in(sinr, active))
+    assoc = np.asarray(dual_association(sinr, active, Params()))
     # log2(1+1000)/2 = 4.98 < log2(1+316) = 8.3 for user 0; user 1 stays (1 bit/s/Hz on BS 1)
-    np.testing.assert_array_equal(assoc[:2], [1, 0])
+    np.testing.assert_array_equal(assoc, [1, 0, -1])
 
 
 def test_tiny_run_writes_results(tmp_path):
