@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -29,6 +28,7 @@ import mobile_env_peer  # noqa: E402
 
 from dtwin_jax.envs.association import AssociationEnv, max_sinr_policy  # noqa: E402
 from dtwin_jax.parallel import rollout, twin_params  # noqa: E402
+from dtwin_jax.reporting import machine_info  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -126,19 +126,13 @@ def ppo_throughput(num_twins: int = 16, num_updates: int = 8) -> dict:
     }
 
 
-def machine() -> dict:
-    return {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "jax": jax.__version__, "device": str(jax.devices()[0]),
-            "load_avg_1min": os.getloadavg()[0], "xla_flags": os.environ.get("XLA_FLAGS", "")}
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-twins", type=int, default=16384)
     ap.add_argument("--quick", action="store_true", help="fewer sizes, no PPO")
     ap.add_argument("--peer-steps", type=int, default=200)
     args = ap.parse_args(argv)
-    out = {"machine": machine()}
+    out = {"machine": machine_info()}
 
     reason = mobile_env_peer.available()
     peer = None if reason else mobile_env_peer.measure(args.peer_steps)

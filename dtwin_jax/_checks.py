@@ -93,3 +93,23 @@ def _range(lo, hi, lo_open: bool = False, hi_open: bool = False) -> str:
     left = "(" if lo_open or lo is None else "["
     right = ")" if hi_open or hi is None else "]"
     return f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+
+
+def cast_like(name: str, value, default):
+    """``value`` broadcast to ``default``'s shape and cast to its dtype, as a JAX array.
+
+    Raises ``TypeError`` for a non-numeric value and ``ValueError`` naming the field when the
+    shape does not broadcast.
+    """
+    import jax.numpy as jnp
+
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+    try:
+        arr = np.broadcast_to(arr, np.shape(default))
+    except ValueError as err:
+        raise ValueError(
+            f"{name} has shape {arr.shape}; expected one broadcastable to {np.shape(default)}"
+        ) from err
+    return jnp.asarray(arr, dtype=default.dtype)

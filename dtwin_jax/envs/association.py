@@ -294,15 +294,7 @@ class AssociationEnv(MultiAgentEnv):
                     self.mobility.make_params(**value) if isinstance(value, dict) else value
                 )
                 continue
-            default = getattr(params, name)
-            arr = np.asarray(value)
-            try:
-                arr = np.broadcast_to(arr, default.shape)
-            except ValueError as err:
-                raise ValueError(
-                    f"{name} has shape {arr.shape}; expected one broadcastable to {default.shape}"
-                ) from err
-            updates[name] = jnp.asarray(arr, default.dtype)
+            updates[name] = _checks.cast_like(name, value, getattr(params, name))
         params = params.replace(**updates)
         self.check_params(params)
         return params

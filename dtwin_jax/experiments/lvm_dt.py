@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass, replace
 
@@ -50,6 +49,7 @@ from dtwin_jax.envs.association import (
 )
 from dtwin_jax.learners.ppo import PPOConfig, make_policy_fn
 from dtwin_jax.parallel import rollout, spread, summarize, train_parallel, twin_params
+from dtwin_jax.reporting import machine_info, write_json
 
 MOBILITIES = ("street", "waypoint", "gauss_markov", "generated")
 BASELINES = ("max-SINR", "max-RSRP+bias", "Ye-dual", "greedy-rate", "random")
@@ -389,12 +389,6 @@ def headline(results: dict) -> dict:
     return out
 
 
-def machine_info() -> dict:
-    return {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "jax": jax.__version__, "device": str(jax.devices()[0]),
-            "xla_flags": os.environ.get("XLA_FLAGS", "")}
-
-
 # ----------------------------------------------------------------------------- output
 def write_results(results: dict, out_dir: str, stem: str = "lvm_dt") -> tuple[str, str]:
     """Write ``<stem>.json`` (without raw samples) and ``<stem>.png``; atomic replaces."""
@@ -402,10 +396,7 @@ def write_results(results: dict, out_dir: str, stem: str = "lvm_dt") -> tuple[st
     json_path = os.path.join(out_dir, f"{stem}.json")
     png_path = os.path.join(out_dir, f"{stem}.png")
     clean = {k: v for k, v in results.items() if not k.startswith("_")}
-    tmp = json_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(clean, f, indent=1)
-    os.replace(tmp, json_path)
+    write_json(clean, json_path)
     plot_results(results, png_path)
     return json_path, png_path
 

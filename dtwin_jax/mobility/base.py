@@ -65,7 +65,7 @@ class MobilityModel(abc.ABC):
                 )
             default = getattr(params, name)
             if isinstance(default, jax.Array):
-                updates[name] = _cast_like(name, value, default)
+                updates[name] = _checks.cast_like(name, value, default)
             else:
                 updates[name] = value
         params = params.replace(**updates)
@@ -86,19 +86,6 @@ class MobilityModel(abc.ABC):
             return s, s
 
         return jax.lax.scan(body, state, jax.random.split(key, num_steps))
-
-
-def _cast_like(name: str, value, default: jax.Array) -> jax.Array:
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
-    try:
-        arr = np.broadcast_to(arr, default.shape)
-    except ValueError as err:
-        raise ValueError(
-            f"{name} has shape {arr.shape}; expected one broadcastable to {default.shape}"
-        ) from err
-    return jnp.asarray(arr, dtype=default.dtype)
 
 
 def check_area(area_min, area_max) -> None:
