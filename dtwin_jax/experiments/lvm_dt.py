@@ -10,7 +10,8 @@ vehicles driving along its streets at one user density. Two experiments:
    the same number of twin-steps per update (``batch_steps`` = K x rollout length), so K only
    changes how diverse the experience is, not how much there is.
 2. *Twin mobility.* K = ``mobility_twins`` twins moving by random waypoint, Gauss-Markov or
-   street vehicles (and generated trajectories when a ``GeneratedMobility`` model exists).
+   street vehicles, or trajectories generated zero-shot for the real map by the shipped
+   Map2Traj diffusion checkpoint (``GeneratedMobility``, sampled inside the training loop).
 
 Every policy and the baselines (max-SINR, max-RSRP with range-expansion bias, the Ye et al.
 2013 dual decomposition of ``dtwin_jax.allocation.association``, a selfish
@@ -48,7 +49,14 @@ from dtwin_jax.envs.association import (
     rsrp_bias_policy,
 )
 from dtwin_jax.learners.ppo import PPOConfig, make_policy_fn
-from dtwin_jax.parallel import rollout, spread, summarize, train_parallel, twin_params
+from dtwin_jax.parallel import (
+    rollout,
+    spread,
+    stack_params,
+    summarize,
+    train_parallel,
+    twin_params,
+)
 from dtwin_jax.reporting import machine_info, write_json
 
 MOBILITIES = ("street", "waypoint", "gauss_markov", "generated")
@@ -70,16 +78,16 @@ class LvmDtConfig:
     twin_users: tuple[int, int] = (30, 128)
     eval_users: tuple[int, ...] = (40, 80, 120)
     twin_counts: tuple[int, ...] = (1, 4, 16, 64)
-    mobility_models: tuple[str, ...] = ("street", "waypoint", "gauss_markov")
+    mobility_models: tuple[str, ...] = ("street", "waypoint", "gauss_markov", "generated")
     mobility_twins: int = 16
     episode_length: int = 64
     decision_prob: float = 0.25
     w_own: float = 1.0
     w_net: float = 1.0
     batch_steps: int = 128
-    num_updates: int = 50
+    num_updates: int = 100
     num_seeds: int = 3
-    lr: float = 5e-4
+    lr: float = 1e-3
     gamma: float = 0.9
     ent_coef: float = 0.01
     update_epochs: int = 4
@@ -88,7 +96,7 @@ class LvmDtConfig:
     bias_db: float = 6.0
     baselines: tuple[str, ...] = ("max-SINR", "max-RSRP+bias", "Ye-dual", "greedy-rate", "random")
     sync_baselines: tuple[str, ...] = ("max-SINR", "Ye-dual")
-    eval_twins: int = 4
+    eval_twins: int = 16
     eval_steps: int = 64
     seed: int = 0
 
@@ -154,30 +162,45 @@ def _shared_params(config: LvmDtConfig) -> dict:
     }
 
 
-def twin_environment(config: LvmDtConfig, mobility: str, real_env, real_params):
-    """A twin env with the real deployment and map area, users moving by ``mobility``."""
+def twin_environment(config: LvmDtConfig, mobility: str, real_env):
+    """A twin env with the real deployment and map area, users moving by ``mobility``, and the
+    mobility params its twins use (``None``: the env's defaults).
+
+    ``"generated"``: trajectories from the shipped Map2Traj checkpoint conditioned on the real
+    map's raster (zero-shot: the model never saw this map), a bank of ``2 x max_users``
+    trajectories with ``max_users // 8`` fresh DDIM samples per twin reset.
+    """
     if mobility == "street":
-        return real_env
+        return real_env, None
     area = real_env.area_m
     if mobility == "generated":
-        from dtwin_jax.twins.map2traj import GeneratedMobility  # lands with the diffusion model
+        from dtwin_jax.mobility.generated import GeneratedMobility
+        from dtwin_jax.twins.map2traj.maps import rasterize, square_bounds
+        from dtwin_jax.twins.map2traj.train import SHIPPED_CHECKPOINT, load_trained
 
-        model = GeneratedMobility(config.max_users, graph=real_env.graph)
-        return AssociationEnv(
-            num_bs=config.num_bs, num_macro=config.num_macro, max_users=config.max_users,
-            num_candidates=config.num_candidates, mobility=model, area_m=area,
-            shadow_cell_m=config.shadow_cell_m,
-        )
-    return AssociationEnv(
+        map_shape = load_trained(SHIPPED_CHECKPOINT)[2]["map_shape"]
+        box = square_bounds(real_env.graph)
+        raster = rasterize(real_env.graph, int(map_shape[0]), 8.0, box)
+        model, mob_params = GeneratedMobility.from_checkpoint(
+            SHIPPED_CHECKPOINT, raster, box, config.max_users,
+            bank_key=jax.random.key(config.seed))
+    else:
+        model, mob_params = mobility, None
+    env = AssociationEnv(
         num_bs=config.num_bs, num_macro=config.num_macro, max_users=config.max_users,
-        num_candidates=config.num_candidates, mobility=mobility, area_m=area,
+        num_candidates=config.num_candidates, mobility=model, area_m=area,
         shadow_cell_m=config.shadow_cell_m,
     )
+    return env, mob_params
 
 
-def _twin_batch(config, env, real_params, k: int, spread_users: bool):
+def _twin_batch(config, env, real_params, k: int, spread_users: bool, mob_params=None):
     users = spread(*config.twin_users, k) if spread_users else [config.real_users] * k
-    return twin_params(env, users, bs_xy=np.asarray(real_params.bs_xy), **_shared_params(config))
+    shared = dict(_shared_params(config), bs_xy=np.asarray(real_params.bs_xy))
+    if mob_params is None:
+        return twin_params(env, users, **shared)
+    made = {n: env.make_params(num_users=n, mobility=mob_params, **shared) for n in set(users)}
+    return stack_params([made[n] for n in users])
 
 
 def ppo_config(config: LvmDtConfig, k: int) -> PPOConfig:
@@ -338,12 +361,12 @@ def run(config: LvmDtConfig, checkpoint_dir: str | None = None) -> dict:
             results["mobility"][mob] = results["twin_count"][str(k)]
             continue
         try:
-            env = twin_environment(config, mob, real_env, real_params)
+            env, mob_params = twin_environment(config, mob, real_env)
         except ImportError as err:
             results["mobility"][mob] = {"skipped": str(err)}
             continue
         key, sub = jax.random.split(key)
-        batch = _twin_batch(config, env, real_params, k, spread_users=True)
+        batch = _twin_batch(config, env, real_params, k, spread_users=True, mob_params=mob_params)
         res, _ = _train_and_eval(config, f"{k} {mob} twins", env, batch, real_env, real_params,
                                  sub, ev)
         results["mobility"][mob] = res
