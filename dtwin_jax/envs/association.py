@@ -38,7 +38,7 @@ hand over, and every candidate is legal. ``agent_mask [U]``: active users.
 State fields (:class:`AssociationState`):
 
     mobility    mobility-model state; ``mobility.pos [U, 2]`` m
-    shadow      ``ShadowingField`` with ``values [B, G_y, G_x]`` dB
+    shadow      ``ShadowingField`` with ``values [G_y, G_x, B]`` dB
     active      [U] bool     users present in the network
     assoc       [U] int32    serving BS of each user (kept for inactive users, unused)
     sinr        [U, B] f32   full-load SINR (linear) at the current positions
@@ -422,7 +422,8 @@ class AssociationEnv(MultiAgentEnv):
         cand_load = jnp.sum(jnp.where(sel, load, 0.0), axis=-1)  # [U, N]
         rel_load = cand_load / (n_act / self.num_bs)
         join_load = cand_load + 1.0 - is_cur.astype(jnp.float32)
-        rate_join = params.bandwidth_hz / jnp.maximum(join_load, 1.0) * jnp.log2(1.0 + top)
+        share = params.bandwidth_hz / jnp.maximum(join_load, 1.0)
+        rate_join = share * link.spectral_efficiency(top)
         top_db = link.linear_to_db(top)
         feats = jnp.concatenate(
             [

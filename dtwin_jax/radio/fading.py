@@ -18,7 +18,8 @@ exponent). It is sampled exactly on the grid by an AR(1) recursion
 along y (``lax.scan``), costing O(G_y G_x) per BS. ``shadowing_at`` reads the field by
 bilinear interpolation, so a user moving through the map sees a continuous value; keep
 ``cell_size`` well below ``d_corr`` (e.g. d_corr / 4) so interpolation barely lowers the
-variance between grid points.
+variance between grid points. The maps are stored BS-minor (``values [G_y, G_x, B]``): the
+lookup of all BSs at a user then reads one contiguous ``[2, 2, B]`` window.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class ShadowingField:
     Fields:
         origin: [2] float32, (x, y) of grid point ``values[:, 0, 0]`` in m.
         cell_size: [] float32, grid spacing in m (same along x and y).
-        values: [B, G_y, G_x] float32, shadowing in dB; ``values[b, i, j]`` sits at
+        values: [G_y, G_x, B] float32, shadowing in dB; ``values[i, j, b]`` (BS b) sits at
             ``origin + (j, i) * cell_size``.
     """
 
@@ -137,7 +138,7 @@ def sample_shadowing_field(
         d_corr: [] or [B] decorrelation distance, m, > 0.
 
     Returns:
-        ``ShadowingField`` with ``values`` [B, G_y, G_x] (dB).
+        ``ShadowingField`` with ``values`` [G_y, G_x, B] (dB).
     """
     num_bs = check_int("num_bs", num_bs, 1)
     if len(tuple(grid_shape)) != 2:
@@ -150,31 +151,38 @@ def sample_shadowing_field(
     cell = jnp.maximum(jnp.asarray(cell_size, jnp.float32), 1e-6)
     d_corr = jnp.maximum(jnp.broadcast_to(jnp.asarray(d_corr, jnp.float32), (num_bs,)), 1e-6)
     sigma = jnp.broadcast_to(jnp.asarray(sigma_db, jnp.float32), (num_bs,))
-    a = jnp.exp(-cell / d_corr)  # [B]
-    white = jax.random.normal(key, (num_bs, g_y, g_x), jnp.float32)
-    field = _ar1_along(white, a[:, None], axis=2)
-    field = _ar1_along(field, a[:, None], axis=1)
+    a = jnp.exp(-cell / d_corr)  # [B], broadcasts over the trailing BS axis
+    white = jax.random.normal(key, (g_y, g_x, num_bs), jnp.float32)
+    field = _ar1_along(_ar1_along(white, a, axis=1), a, axis=0)
     return ShadowingField(
         origin=jnp.asarray(origin, jnp.float32).reshape(2),
         cell_size=cell,
-        values=sigma[:, None, None] * field,
+        values=sigma * field,
     )
 
 
 def shadowing_at(field: ShadowingField, pos) -> jax.Array:
     """Bilinear lookup of every BS's shadowing (dB) at positions ``pos`` [..., 2] (m).
 
-    Positions outside the grid read the nearest edge. Returns [..., B].
+    Positions outside the grid read the nearest edge. Returns [..., B]. Each position reads
+    one ``[2, 2, B]`` window of the field and weighs its corners with one small contraction
+    (a gather per corner and BS, or elementwise weighting that XLA fuses into every consumer
+    of the result, are several times slower on CPU).
     """
     pos = jnp.asarray(pos, jnp.float32)
-    _, g_y, g_x = field.values.shape
-    u = (pos - field.origin) / field.cell_size
-    fx = jnp.clip(u[..., 0], 0.0, g_x - 1.0)
-    fy = jnp.clip(u[..., 1], 0.0, g_y - 1.0)
+    g_y, g_x, num_bs = field.values.shape
+    flat = pos.reshape(-1, 2)
+    u = (flat - field.origin) / field.cell_size
+    fx = jnp.clip(u[:, 0], 0.0, g_x - 1.0)
+    fy = jnp.clip(u[:, 1], 0.0, g_y - 1.0)
     ix = jnp.clip(jnp.floor(fx).astype(jnp.int32), 0, g_x - 2)
     iy = jnp.clip(jnp.floor(fy).astype(jnp.int32), 0, g_y - 2)
     tx, ty = fx - ix, fy - iy
-    v = field.values
-    top = (1.0 - tx) * v[:, iy, ix] + tx * v[:, iy, ix + 1]
-    bottom = (1.0 - tx) * v[:, iy + 1, ix] + tx * v[:, iy + 1, ix + 1]
-    return jnp.moveaxis((1.0 - ty) * top + ty * bottom, 0, -1)
+    window = jax.vmap(
+        lambda i, j: jax.lax.dynamic_slice(field.values, (i, j, 0), (2, 2, num_bs))
+    )(iy, ix)  # [N, 2, 2, B]
+    weights = jnp.stack([(1.0 - ty) * (1.0 - tx), (1.0 - ty) * tx, ty * (1.0 - tx), ty * tx],
+                        axis=-1)  # [N, 4], corner order of the window
+    out = jnp.einsum("nkb,nk->nb", window.reshape(-1, 4, num_bs), weights,
+                     precision=jax.lax.Precision.HIGHEST)
+    return out.reshape(*pos.shape[:-1], num_bs)

@@ -25,6 +25,7 @@ __all__ = [
     "received_power_dbm",
     "rb_sinr",
     "full_load_sinr",
+    "spectral_efficiency",
     "shannon_rate",
     "load_coupled_rate",
 ]
@@ -34,6 +35,7 @@ SINR_MAX = 1e15
 _TINY = 1e-30
 _DB_MAX = 300.0  # dB; caps linear values at 1e30 so sums and products stay finite in float32
 _P_MAX = 1e30  # W; received powers are clipped to [0, _P_MAX]
+_LOG2_E = 1.4426950408889634  # 1 / ln 2
 
 
 def _f32(x) -> jax.Array:
@@ -172,9 +174,14 @@ def full_load_sinr(rx_power_w, noise_w) -> jax.Array:
     return _safe_ratio(rx, interference + jnp.maximum(_f32(noise_w), 0.0))
 
 
+def spectral_efficiency(sinr) -> jax.Array:
+    """``log2(1 + sinr)`` (bit/s/Hz), accurate for small SINR too (negative SINR taken as 0)."""
+    return jnp.log1p(jnp.maximum(_f32(sinr), 0.0)) * _LOG2_E
+
+
 def shannon_rate(bw_hz, sinr) -> jax.Array:
     """Shannon rate (bit/s): ``bw_hz * log2(1 + sinr)`` (negative SINR treated as 0)."""
-    return jnp.maximum(_f32(bw_hz), 0.0) * jnp.log2(1.0 + jnp.maximum(_f32(sinr), 0.0))
+    return jnp.maximum(_f32(bw_hz), 0.0) * spectral_efficiency(sinr)
 
 
 def load_coupled_rate(sinr, assoc, bw_hz, active=None) -> tuple[jax.Array, jax.Array]:
@@ -193,11 +200,13 @@ def load_coupled_rate(sinr, assoc, bw_hz, active=None) -> tuple[jax.Array, jax.A
     """
     sinr = _f32(sinr)
     num_bs = sinr.shape[-1]
-    onehot = jax.nn.one_hot(assoc, num_bs, dtype=jnp.float32)  # [..., U, B]
+    serving = jnp.asarray(assoc)[..., None] == jnp.arange(num_bs)  # [..., U, B] one-hot
     if active is not None:
-        onehot = onehot * _f32(active)[..., None]
-    load = jnp.sum(onehot, axis=-2)  # [..., B]
+        serving = serving & jnp.asarray(active, bool)[..., None]
+    load = jnp.sum(serving, axis=-2, dtype=jnp.float32)  # [..., B]
     bw = jnp.broadcast_to(jnp.maximum(_f32(bw_hz), 0.0), load.shape)
     share = bw / jnp.maximum(load, 1.0)  # [..., B]
-    per_link = share[..., None, :] * jnp.log2(1.0 + jnp.maximum(sinr, 0.0))
-    return jnp.sum(onehot * per_link, axis=-1), load
+    # pick the serving link first: one logarithm per user, not per (user, BS)
+    own_share = jnp.sum(jnp.where(serving, share[..., None, :], 0.0), axis=-1)
+    own_sinr = jnp.sum(jnp.where(serving, sinr, 0.0), axis=-1)
+    return own_share * spectral_efficiency(own_sinr), load

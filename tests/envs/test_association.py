@@ -84,7 +84,7 @@ def np_sinr(env, params, state):
     macro = np.arange(env.num_bs) < env.num_macro
     pl = np.where(macro, _np_pathloss(d2, d3, float(params.fc_ghz), h_bs, h_ut, True),
                   _np_pathloss(d2, d3, float(params.fc_ghz), h_bs, h_ut, False))
-    shadow = _np_bilinear(np.asarray(state.shadow.values, np.float64),
+    shadow = _np_bilinear(np.moveaxis(np.asarray(state.shadow.values, np.float64), -1, 0),
                           np.asarray(state.shadow.origin), float(state.shadow.cell_size), pos)
     rx_w = 10 ** ((np.asarray(params.tx_power_dbm) - pl - shadow - 30) / 10)
     noise_w = 10 ** ((-174 + 10 * np.log10(float(params.bandwidth_hz))
@@ -99,7 +99,7 @@ def test_sinr_matches_numpy_reference(env, params, fns):
         ref = np_sinr(env, params, state)
         np.testing.assert_allclose(10 * np.log10(np.asarray(state.sinr)), 10 * np.log10(ref),
                                    atol=0.02)
-        assert float(np.std(np.asarray(state.shadow.values)[0])) > 1.0  # a shadowing field exists
+        assert float(np.std(np.asarray(state.shadow.values)[..., 0])) > 1.0  # a field exists
 
 
 def test_step_rates_rewards_metrics_match_numpy(env, params, fns):

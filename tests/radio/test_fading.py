@@ -56,12 +56,17 @@ def _corr(v, lag_y, lag_x):
     return float(np.mean(a * b) / np.sqrt(np.mean(a * a) * np.mean(b * b)))
 
 
+def _per_bs(field):
+    """The field's maps as [B, G_y, G_x] (NumPy)."""
+    return np.moveaxis(np.asarray(field.values), -1, 0)
+
+
 def test_correlated_field_std_and_correlation():
     cell, d_corr, sigma = 5.0, 40.0, 6.0
     field = sample_field(
         jax.random.key(6), 16, (160, 160), jnp.zeros(2), cell, sigma, d_corr)
-    v = np.asarray(field.values)
-    assert v.shape == (16, 160, 160)
+    assert field.values.shape == (160, 160, 16)  # BS-minor layout
+    v = _per_bs(field)
     assert abs(v.std() - sigma) < 0.35
     a = np.exp(-cell / d_corr)
     for lag in (1, 4, 8, 16):
@@ -77,7 +82,7 @@ def test_field_per_bs_parameters_and_determinism():
     f1 = sample_field(key, 2, (120, 120), *args)
     f2 = sample_field(key, 2, (120, 120), *args)
     np.testing.assert_array_equal(f1.values, f2.values)
-    v = np.asarray(f1.values)
+    v = _per_bs(f1)
     # short decorrelation distance: lag 5 cells = 10 m -> e^-1; long one: e^-0.2
     assert abs(_corr(v[1], 0, 5) - np.exp(-1.0)) < 0.06
     assert v[1].std() == pytest.approx(7.82, rel=0.08)
@@ -89,13 +94,13 @@ def test_field_vmaps_over_traced_parameters():
     sample = jax.jit(jax.vmap(lambda dc: radio.sample_shadowing_field(
         jax.random.key(0), 3, (40, 30), jnp.zeros(2), 2.0, 5.0, dc).values))
     out = sample(d_corrs)
-    assert out.shape == (2, 3, 40, 30) and bool(jnp.all(jnp.isfinite(out)))
+    assert out.shape == (2, 40, 30, 3) and bool(jnp.all(jnp.isfinite(out)))
 
 
 def test_shadowing_at_bilinear_and_clamped():
-    vals = jnp.arange(2 * 3 * 4, dtype=jnp.float32).reshape(2, 3, 4) ** 1.5
+    vals = jnp.arange(2 * 3 * 4, dtype=jnp.float32).reshape(2, 3, 4) ** 1.5  # [B, G_y, G_x]
     field = radio.ShadowingField(origin=jnp.array([10.0, -5.0]), cell_size=jnp.float32(2.0),
-                                 values=vals)
+                                 values=jnp.moveaxis(vals, 0, -1))
     v = np.asarray(vals)
     # grid point (i=1, j=2) sits at (10 + 4, -5 + 2)
     np.testing.assert_allclose(lookup(field, jnp.array([14.0, -3.0])), v[:, 1, 2],
