@@ -403,16 +403,20 @@ class AssociationEnv(MultiAgentEnv):
         active = jnp.arange(self.max_users) < params.num_users
         sinr = self.sinr(mob.pos, shadow, params)
         assoc = jnp.argmax(sinr, axis=-1).astype(jnp.int32)
-        return self._observe(k_tok, mob, shadow, active, assoc, sinr, jnp.int32(0), params)
+        token_u = jax.random.uniform(k_tok, (self.max_users,))
+        return self._observe(token_u, mob, shadow, active, assoc, sinr, jnp.int32(0), params)
 
-    def _observe(self, key, mob, shadow, active, assoc, sinr, t, params):
-        """Candidates, mask and features at the current positions; returns (obs, state)."""
+    def _observe(self, token_u, mob, shadow, active, assoc, sinr, t, params):
+        """Candidates, mask and features at the current positions; returns (obs, state).
+
+        ``token_u [U]``: uniforms in [0, 1) that hand out the decision tokens.
+        """
         top, sel = _top_candidates(sinr, self.num_candidates)  # [U, N], [U, N, B]
         b_idx = jnp.arange(self.num_bs, dtype=jnp.int32)
         cand = jnp.sum(jnp.where(sel, b_idx, 0), axis=-1)  # [U, N]
         is_cur = cand == assoc[:, None]
         has_cur = is_cur.any(-1)
-        token = jax.random.uniform(key, (self.max_users,)) < params.decision_prob
+        token = token_u < params.decision_prob
         free = token | ~has_cur
         mask = free[:, None] | is_cur
 
@@ -455,7 +459,9 @@ class AssociationEnv(MultiAgentEnv):
         return jnp.take_along_axis(state.candidates, action[:, None], axis=-1)[:, 0]
 
     def step_env(self, key, state: AssociationState, action, params):
-        k_mob, k_churn, k_tok = jax.random.split(key, 3)
+        k_mob, k_u = jax.random.split(key)
+        # one draw for churn and decision tokens: each random call is a loop of its own on CPU
+        churn_u, token_u = jax.random.uniform(k_u, (2, self.max_users))
         active = state.active
         assoc = self.chosen_bs(state, action)
         rate, load = link.load_coupled_rate(state.sinr, assoc, params.bandwidth_hz, active)
@@ -473,12 +479,13 @@ class AssociationEnv(MultiAgentEnv):
         )
 
         mob = self.mobility.step(k_mob, state.mobility, params.mobility)
-        active_next = _churn(k_churn, active, params, self.max_users)
+        active_next = _churn(churn_u, active, params, self.max_users)
         sinr = self.sinr(mob.pos, state.shadow, params)
         arrived = active_next & ~active
         assoc = jnp.where(arrived, jnp.argmax(sinr, axis=-1).astype(jnp.int32), assoc)
         t = state.t + 1
-        obs, state = self._observe(k_tok, mob, state.shadow, active_next, assoc, sinr, t, params)
+        obs, state = self._observe(token_u, mob, state.shadow, active_next, assoc, sinr, t,
+                                   params)
         info["agent_mask"] = active_next
         truncated = t >= params.episode_length
         return obs, state, reward, jnp.bool_(False), truncated, info
@@ -507,12 +514,13 @@ def _log_util(rate: jax.Array, params) -> jax.Array:
     return jnp.log(jnp.maximum(rate, _RATE_FLOOR_BPS) / params.rate_ref_bps)
 
 
-def _churn(key, active: jax.Array, params, max_users: int) -> jax.Array:
-    """Departures with probability ``churn``; arrivals into free slots keep the mean count."""
+def _churn(u: jax.Array, active: jax.Array, params, max_users: int) -> jax.Array:
+    """Departures with probability ``churn``; arrivals into free slots keep the mean count.
+
+    ``u [U]``: uniforms in [0, 1), one per user slot."""
     n = params.num_users.astype(jnp.float32)
     free = jnp.maximum(max_users - n, 1.0)
     p_arrive = jnp.clip(params.churn * n / free, 0.0, 1.0)
-    u = jax.random.uniform(key, (max_users,))
     return jnp.where(active, u >= params.churn, u < p_arrive)
 
 

@@ -91,9 +91,11 @@ def _log10(x) -> jax.Array:
     return jnp.log10(jnp.maximum(x, _TINY))
 
 
-def _d2d_from_d3d(d_3d, h_bs, h_ut) -> jax.Array:
+def _within_breakpoint(d_3d, h_bs, h_ut, d_bp) -> jax.Array:
+    """``d_2d <= d_bp`` with ``d_2d = sqrt(max(d_3d^2 - (h_bs - h_ut)^2, 0))``, compared in
+    squares (no square root per link)."""
     dh = h_bs - h_ut
-    return jnp.sqrt(jnp.maximum(d_3d * d_3d - dh * dh, 0.0))
+    return (d_bp >= 0.0) & (d_3d * d_3d - dh * dh <= d_bp * d_bp)
 
 
 def free_space(d_m, fc_ghz) -> jax.Array:
@@ -128,7 +130,7 @@ def _two_slope_los(d_3d, fc_ghz, h_bs, h_ut, a, b_near, c_fc, b_far) -> jax.Arra
     log_d, log_fc = _log10(d_3d), _log10(fc_ghz)
     pl1 = a + b_near * log_d + c_fc * log_fc
     pl2 = a + 40.0 * log_d + c_fc * log_fc - b_far * _log10(d_bp * d_bp + dh * dh)
-    return jnp.where(_d2d_from_d3d(d_3d, h_bs, h_ut) <= d_bp, pl1, pl2)
+    return jnp.where(_within_breakpoint(d_3d, h_bs, h_ut, d_bp), pl1, pl2)
 
 
 def uma_los(d_3d_m, fc_ghz, h_bs_m=25.0, h_ut_m=1.5) -> jax.Array:
@@ -190,7 +192,7 @@ def rma_los(d_3d_m, fc_ghz, h_bs_m=35.0, h_ut_m=1.5, h_building_m=5.0) -> jax.Ar
     d_bp = jnp.clip(2.0 * jnp.pi * h_bs * h_ut * fc * 1e9 / SPEED_OF_LIGHT, D_MIN_M, D_MAX_M)
     pl1 = _rma_pl1(d, fc, h_bld)
     pl2 = _rma_pl1(d_bp, fc, h_bld) + 40.0 * (_log10(d) - _log10(d_bp))
-    return jnp.where(_d2d_from_d3d(d, h_bs, h_ut) <= d_bp, pl1, pl2)
+    return jnp.where(_within_breakpoint(d, h_bs, h_ut, d_bp), pl1, pl2)
 
 
 def rma_nlos(d_3d_m, fc_ghz, h_bs_m=35.0, h_ut_m=1.5, h_building_m=5.0,
