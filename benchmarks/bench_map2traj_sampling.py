@@ -2,7 +2,8 @@
 
 * ours      - ``sample_trajectories`` with the shipped checkpoint
               (``dtwin_jax/data/map2traj_small.msgpack``): DDIM with classifier-free guidance
-              (two network passes per step), one jitted ``lax.scan``, for each ``--steps``;
+              (two network passes per step) and road guidance, one jitted ``lax.scan``, for
+              each ``--steps``;
 * streets   - the NumPy vehicle simulator that made the training data
               (``data.street_trajectories``): needs the street graph, not just a raster;
 * waypoint  - ``RandomWaypoint`` rolled out for L steps (jitted): the classical baseline.
@@ -41,6 +42,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--steps", type=int, nargs="+", default=[20, 50])
     ap.add_argument("--guidance", type=float, default=1.0)
+    ap.add_argument("--road-guidance", type=float, default=1.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument(
         "--out", default=str(Path(__file__).parent / "results" / "map2traj_sampling.json")
@@ -57,7 +59,8 @@ def main(argv=None) -> dict:
     for n_steps in args.steps:
         fn = jax.jit(
             lambda p, r, k, n=n_steps: sample_trajectories(
-                p, r, k, args.batch, num_steps=n, guidance=args.guidance, config=config
+                p, r, k, args.batch, num_steps=n, guidance=args.guidance, config=config,
+                road_guidance=args.road_guidance,
             )
         )
         impls[f"ours_ddim{n_steps}"] = lambda fn=fn: fn(
@@ -113,6 +116,7 @@ def main(argv=None) -> dict:
         "length": length,
         "ddim_steps": args.steps,
         "guidance": args.guidance,
+        "road_guidance": args.road_guidance,
         "repeats": args.repeats,
         "checkpoint_command": meta.get("command"),
         "machine": machine_info(),

@@ -8,6 +8,8 @@ training seeds recorded in the checkpoint) and real OpenStreetMap extracts. On e
   ``dt_s`` as the training data),
 * generated: the same number of trajectories sampled from the model (DDIM, classifier-free
   guidance) conditioned on the map's raster, converted to metres,
+* generated (no road guidance): the same, with ``road_guidance = 0`` (what the network
+  alone does; ``diffusion.road_shift`` explains the guidance),
 * random waypoint and Gauss-Markov, in the map's square frame, sampled every ``dt_s`` s for
   the same number of points, with speeds matched to the real data's measured step speeds
   (random waypoint: uniform between their 5th and 95th percentiles, no pauses; Gauss-Markov:
@@ -52,7 +54,8 @@ from dtwin_jax.twins.map2traj.diffusion import DiffusionConfig, init_params, sam
 from dtwin_jax.twins.map2traj.train import SHIPPED_CHECKPOINT, TrainConfig, load_trained
 from dtwin_jax.twins.map2traj.unet import UNetConfig
 
-METHODS = ("generated", "random_waypoint", "gauss_markov", "real_resample")
+METHODS = ("generated", "generated_no_road_guidance", "random_waypoint", "gauss_markov",
+           "real_resample")  # fmt: skip
 BASELINES = ("random_waypoint", "gauss_markov")
 # name -> (better, unit, description)
 METRICS = {
@@ -97,7 +100,8 @@ class Map2TrajExperimentConfig:
     trajs_per_map: int = 128
     dt_s: float = 2.0
     ddim_steps: int = 50
-    guidance: float = 1.0
+    guidance: float = 2.5
+    road_guidance: float = 1.0
     eta: float = 0.0
     edr_eps_m: float = 25.0
     density_grid: int = 16
@@ -129,6 +133,7 @@ class Map2TrajExperimentConfig:
         check_float("dt_s", self.dt_s, lo=0.0, lo_open=True)
         check_int("ddim_steps", self.ddim_steps, lo=1)
         check_float("guidance", self.guidance, lo=0.0, hi=20.0)
+        check_float("road_guidance", self.road_guidance, lo=0.0, hi=1.0)
         check_float("eta", self.eta, lo=0.0, hi=1.0)
         check_float("edr_eps_m", self.edr_eps_m, lo=0.0, lo_open=True)
         check_int("density_grid", self.density_grid, lo=2, hi=256)
@@ -200,8 +205,9 @@ def load_model(config: Map2TrajExperimentConfig):
 
 
 @functools.partial(jax.jit, static_argnames=("num", "num_steps", "config"))
-def _sample(params, raster, key, num, num_steps, guidance, eta, config):
-    return sample_trajectories(params, raster, key, num, num_steps, guidance, eta, config)
+def _sample(params, raster, key, num, num_steps, guidance, eta, config, road_guidance):
+    return sample_trajectories(params, raster, key, num, num_steps, guidance, eta, config,
+                               road_guidance=road_guidance)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- baselines
@@ -307,12 +313,16 @@ def evaluate_map(config, model, params, map_shape, graph, key) -> tuple[dict, di
     raster = maps.rasterize(graph, map_shape[0], 8.0, box)
     real = data.street_trajectories(graph, seeds[0], num, length, config.dt_s)
     resample = data.street_trajectories(graph, seeds[1], num, length, config.dt_s)
-    unit = _sample(params, raster, k_gen, num, config.ddim_steps, config.guidance, config.eta,
-                   model)  # fmt: skip
+    unit, plain = (
+        _sample(params, raster, k_gen, num, config.ddim_steps, config.guidance, config.eta, model,
+                road)
+        for road in (config.road_guidance, 0.0)
+    )  # fmt: skip
     base = baseline_trajectories(k_base, real, box, config.dt_s)
     trajs = {
         "real": real,
         "generated": np.asarray(data.denormalize(np.asarray(unit), box)),
+        "generated_no_road_guidance": np.asarray(data.denormalize(np.asarray(plain), box)),
         "random_waypoint": base["random_waypoint"],
         "gauss_markov": base["gauss_markov"],
         "real_resample": resample,

@@ -36,7 +36,7 @@ class UNetConfig:
     emb_dim: int = 64
     cond_dim: int = 64
     map_channels: tuple[int, ...] = (16, 32, 32, 64)
-    blur_sigmas: tuple[float, ...] = (1.5, 4.0, 10.0)
+    blur_sigmas: tuple[float, ...] = (1.5, 4.0, 16.0)
     groups: int = 8
 
     def __post_init__(self):
@@ -194,7 +194,11 @@ class TrajUNet(nn.Module):
         samples at each point's estimated position.
         """
         local = map_features(raster, self.config.blur_sigmas)
-        return {"vec": self.map_encoder(raster), "local": local}
+        return {"vec": self.encode_vec(raster), "local": local}
+
+    def encode_vec(self, raster: jnp.ndarray) -> jnp.ndarray:
+        """The learned summary ``[B, D]`` of rasters ``[B, H, W, C]`` (``encode_map``'s vec)."""
+        return self.map_encoder(raster)
 
     def denoise(
         self,
