@@ -22,7 +22,7 @@ and 95% normal-approximation CI over training seeds. PPO acts greedily (argmax) 
 
 ``run(config) -> results`` (JSON-ready dict); ``run_demo(out_dir, seed)`` is the small preset
 with a figure (``dtwin demo``); ``python -m dtwin_jax.experiments.lvm_dt --preset full``
-writes ``benchmarks/results/lvm_dt.json`` and ``.png``.
+writes ``benchmarks/results/lvm_dt.json`` and ``.png`` (``--preset full-sync``: ``lvm_dt_sync``).
 """
 
 from __future__ import annotations
@@ -134,6 +134,8 @@ PRESETS = {
         episode_length=32, eval_twins=2, eval_steps=32, num_minibatches=16,
     ),
 }
+
+OUTPUT_STEMS = {"full": "lvm_dt", "full-sync": "lvm_dt_sync", "small": "lvm_dt_small"}
 
 
 # ----------------------------------------------------------------------------- set-up
@@ -488,7 +490,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config = replace(PRESETS[args.preset], seed=args.seed)
     results = run(config, checkpoint_dir=args.out)
-    paths = write_results(results, args.out)
+    paths = write_results(results, args.out, stem=OUTPUT_STEMS[args.preset])
     print(json.dumps(results["headline"], indent=1))
     print("wrote", *paths)
 
