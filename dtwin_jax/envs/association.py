@@ -397,8 +397,19 @@ class AssociationEnv(MultiAgentEnv):
 
     # ------------------------------------------------------------------ API
     def reset_env(self, key, params):
+        return self._start(key, params, lambda k: self.mobility.init(k, params.mobility))
+
+    def reset_from(self, key, state, params):
+        """Like :meth:`reset_env`, but the mobility model continues from ``state.mobility``
+        (``MobilityModel.reinit``: e.g. generated mobility renews its trajectory bank)."""
+        return self._start(
+            key, params, lambda k: self.mobility.reinit(k, state.mobility, params.mobility)
+        )
+
+    def _start(self, key, params, init_mobility):
+        """A new episode; ``init_mobility(key) -> mobility state``. Returns (obs, state)."""
         k_mob, k_shadow, k_tok = jax.random.split(key, 3)
-        mob = self.mobility.init(k_mob, params.mobility)
+        mob = init_mobility(k_mob)
         shadow = self._sample_shadow(k_shadow, params)
         active = jnp.arange(self.max_users) < params.num_users
         sinr = self.sinr(mob.pos, shadow, params)

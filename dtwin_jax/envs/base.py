@@ -72,6 +72,14 @@ class Environment(ABC):
     ) -> tuple[Obs, State, chex.Array, chex.Array, chex.Array, dict]:
         """One step without auto-reset; same returns as :meth:`step` minus ``final_observation``."""
 
+    def reset_from(self, key: chex.PRNGKey, state: State, params: Params) -> tuple[Obs, State]:
+        """Start the next episode after one that ended in ``state``: auto-resets call this.
+
+        Defaults to :meth:`reset_env`; envs override it to carry something over episodes
+        (for example a mobility model's trajectory bank).
+        """
+        return self.reset_env(key, params)
+
     @abstractmethod
     def observation_space(self, params: Params):
         """Space of one agent's observation features."""
@@ -94,7 +102,7 @@ class Environment(ABC):
             key_step, state, action, params
         )
         done = jnp.logical_or(terminated, truncated)
-        obs_reset, state_reset = self.reset_env(key_reset, params)
+        obs_reset, state_reset = self.reset_from(key_reset, state_next, params)
         info = dict(info, final_observation=obs)
         obs = tree_select(done, obs_reset, obs)
         state_next = tree_select(done, state_reset, state_next)

@@ -44,6 +44,11 @@ class MobilityModel(abc.ABC):
     def init(self, key: jax.Array, params):
         """Initial ``State`` (pure, jittable)."""
 
+    def reinit(self, key: jax.Array, state, params):
+        """State of a new episode after one that ended in ``state``; defaults to :meth:`init`
+        (models that carry something over episodes, such as a trajectory bank, override it)."""
+        return self.init(key, params)
+
     @abc.abstractmethod
     def step(self, key: jax.Array, state, params):
         """Next ``State`` after one step (pure, jittable)."""

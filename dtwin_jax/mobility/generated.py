@@ -13,11 +13,10 @@ guidance), linear in ``refresh``; ``step`` is as cheap as Playback. ``refresh ==
 num_users`` with ``augment=False`` is the all-fresh mode: every user gets a new sample on
 every reset (``num_users`` samples per reset).
 
-The bank a reset starts from is ``params.bank`` (fill it with :meth:`fill_bank`;
-:meth:`from_checkpoint` does), so :meth:`init` needs no previous state. :meth:`reinit`
-continues from the bank and ring pointer of a finished episode's state instead, so that a
-loop that passes the old state to the reset renews the whole bank every
-``bank_size / refresh`` resets.
+A first reset (:meth:`init`) starts from ``params.bank`` (fill it with :meth:`fill_bank`;
+:meth:`from_checkpoint` does). Auto-resets (``Environment.reset_from``, ``VecEnv``) call
+:meth:`reinit`, which continues from the bank and ring pointer of the finished episode's
+state, so a twin renews its whole bank every ``bank_size / refresh`` episodes.
 
 Note: this module imports the model from ``dtwin_jax.twins.map2traj`` (a layer above
 mobility); the model modules import nothing from envs, so there is no cycle.
@@ -48,7 +47,8 @@ class GeneratedParams:
     """area_min/area_max [2] m: the map frame (the bounds the model's [-1, 1] maps onto);
     net: network variables (pytree); raster [H, W, C] in [0, 1]: the street map;
     sample_dt [] s between trajectory points; dt [] s per step; guidance [] classifier-free
-    guidance scale; eta [] DDIM noise (0 = deterministic given the key);
+    guidance scale; eta [] DDIM noise (0 = deterministic given the key); road_guidance [] in
+    [0, 1]: pull of each DDIM step onto the raster's streets (0 = the network alone);
     bank [P, L, 2] m: the trajectory bank a reset starts from (see :meth:`fill_bank`)."""
 
     area_min: jax.Array
@@ -59,6 +59,7 @@ class GeneratedParams:
     dt: jax.Array
     guidance: jax.Array
     eta: jax.Array
+    road_guidance: jax.Array
     bank: jax.Array
 
 
@@ -141,7 +142,8 @@ class GeneratedMobility(base.MobilityModel):
         """Model and validated params from a trained checkpoint (``train.main`` output).
 
         ``raster [H, W, C]`` in [0, 1]; ``bounds [2, 2]`` (min xy, max xy) metres, the frame
-        of the raster; ``overrides``: other ``Params`` fields (dt, sample_dt, guidance, eta).
+        of the raster; ``overrides``: other ``Params`` fields (dt, sample_dt, guidance, eta,
+        road_guidance).
         Unless the model is all-fresh, the bank is filled with ``bank_size`` samples
         (:meth:`fill_bank` with ``bank_key``, default ``jax.random.key(0)``).
         """
@@ -179,8 +181,9 @@ class GeneratedMobility(base.MobilityModel):
             raster=jnp.zeros(self.map_shape, jnp.float32),
             sample_dt=base.f32(2.0),
             dt=base.f32(1.0),
-            guidance=base.f32(3.0),
+            guidance=base.f32(2.5),
             eta=base.f32(0.0),
+            road_guidance=base.f32(1.0),
             bank=jnp.full((self.bank_size, self.config.unet.length, 2), 500.0, jnp.float32),
         )
 
@@ -191,6 +194,7 @@ class GeneratedMobility(base.MobilityModel):
         base.check_scalar("dt", params.dt, lo=0.0, lo_open=True)
         base.check_scalar("guidance", params.guidance)
         base.check_scalar("eta", params.eta, lo=0.0, hi=1.0)
+        base.check_scalar("road_guidance", params.road_guidance, lo=0.0, hi=1.0)
         _checks.check_array("bank", params.bank, shape=(self.bank_size, self.config.unet.length, 2))
         want = self._net_shapes()
         if jax.tree_util.tree_structure(params.net) != jax.tree_util.tree_structure(want):
@@ -210,6 +214,7 @@ class GeneratedMobility(base.MobilityModel):
         unit = sample_trajectories(
             params.net, params.raster, key, num, num_steps=self.num_steps,
             guidance=params.guidance, eta=params.eta, config=self.config,
+            road_guidance=params.road_guidance,
         )  # fmt: skip
         lo, hi = params.area_min, params.area_max
         return lo + (unit + 1.0) * 0.5 * (hi - lo)

@@ -1,5 +1,6 @@
 """Diffusion-generated mobility inside the compiled loops: on every reset (and only then) each
-twin samples ``refresh`` fresh trajectories into its bank and redraws its users."""
+twin samples ``refresh`` fresh trajectories into its bank (continuing the ring over episodes)
+and redraws its users."""
 
 import jax
 import jax.numpy as jnp
@@ -76,9 +77,10 @@ def test_twins_sample_fresh_trajectories_exactly_when_they_reset(monkeypatch):
     banks = np.concatenate([np.asarray(first.bank)[None], np.asarray(mobs.bank)])
     changed = np.any(trajs[1:] != trajs[:-1], axis=(2, 3, 4))  # [T, twins]
     np.testing.assert_array_equal(changed, done)
-    # each episode's bank is params.bank with exactly REFRESH fresh rows; users 0..R-1 get them
+    # auto-resets continue the ring: after e resets a twin's bank holds R * (1 + e) fresh rows
     fresh = np.any(banks != np.asarray(params.mobility.bank), axis=(3, 4))  # [T + 1, twins, P]
-    assert np.all(fresh.sum(-1) == REFRESH)
+    resets = np.concatenate([np.zeros((1, TWINS), int), np.cumsum(done, axis=0)])
+    np.testing.assert_array_equal(fresh.sum(-1), np.minimum(REFRESH * (1 + resets), BANK))
     assert np.all(np.isfinite(trajs)) and np.all(np.isfinite(banks))
     assert trajs.min() >= 0.0 and trajs.max() <= 300.0
 

@@ -151,6 +151,8 @@ def test_params_and_static_validation_names_the_field():
         model.make_params(net=params.net, raster=np.ones((4, 4, 2)))
     with pytest.raises(ValueError, match="eta"):
         model.make_params(net=params.net, eta=2.0)
+    with pytest.raises(ValueError, match="road_guidance"):
+        model.make_params(net=params.net, road_guidance=1.5)
     with pytest.raises(ValueError, match=r"bank has shape \(3, 8, 2\); expected \(10, 8, 2\)"):
         model.check_params(params.replace(bank=jnp.zeros((3, L, 2))))
     bad = jax.tree.map(lambda x: x, params.net)

@@ -45,7 +45,8 @@ class VecEnv:
 
         def reset_done(carry):
             obs_now, state_now = carry
-            obs_new, state_new = self.reset(key_reset, params)
+            keys = jax.random.split(key_reset, self.num_envs)
+            obs_new, state_new = jax.vmap(self.env.reset_from)(keys, state_now, params)
 
             def pick(new, old):
                 mask = done.reshape(done.shape + (1,) * (new.ndim - 1))
