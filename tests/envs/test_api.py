@@ -74,6 +74,35 @@ def test_vecenv_resets_only_done_twins_with_per_twin_params():
     chex.assert_shape(info["final_observation"], (3, 1))
 
 
+class CarryOverEnv(CounterEnv):
+    """Keeps the reward total of all finished episodes over auto-resets (via reset_from)."""
+
+    def reset_from(self, key, state, params):
+        obs, fresh = self.reset_env(key, params)
+        return obs, fresh.replace(total=state.total)
+
+
+def test_auto_resets_pass_the_finished_state_to_reset_from():
+    env = CarryOverEnv()
+    params = env.default_params.replace(horizon=2)
+    obs, state = env.reset(jax.random.PRNGKey(0), params)
+    for t in range(5):
+        obs, state, *_ = env.step(jax.random.PRNGKey(t), state, 1, params)
+    assert int(state.t) == 1 and float(state.total) == 5.0  # 2 episodes ended, total carried
+    vec = VecEnv(env, 2)
+    batch = vec.batch_params(params).replace(horizon=jnp.array([2, 3]))
+    obs, state = vec.reset(jax.random.PRNGKey(0), batch)
+    for t in range(5):
+        obs, state, *_ = jax.jit(vec.step)(jax.random.PRNGKey(t), state, jnp.ones(2, int), batch)
+    np.testing.assert_array_equal(np.asarray(state.total), [5.0, 5.0])
+    np.testing.assert_array_equal(np.asarray(state.t), [1, 2])
+    # the default reset_from is a plain reset: the total restarts at every episode
+    obs, state = CounterEnv().reset(jax.random.PRNGKey(0), params)
+    for t in range(5):
+        obs, state, *_ = CounterEnv().step(jax.random.PRNGKey(t), state, 1, params)
+    assert float(state.total) == 1.0
+
+
 def test_registry_make_and_errors():
     register("counter-test-v0", "probe_envs:CounterEnv")
     assert "counter-test-v0" in registered_envs()
