@@ -70,11 +70,10 @@ class RandomWaypoint(base.MobilityModel):
 
     def _new_leg(self, key: jax.Array, params: RandomWaypointParams):
         """Fresh destination [U, 2], speed [U] and pause [U] for every user."""
-        k_dest, k_speed, k_pause = jax.random.split(key, 3)
-        dest = base.uniform_in_area(k_dest, self.num_users, params.area_min, params.area_max)
-        u = jax.random.uniform(k_speed, (2, self.num_users), dtype=jnp.float32)
-        speed = params.speed_min + u[0] * (params.speed_max - params.speed_min)
-        pause = params.pause_min + u[1] * (params.pause_max - params.pause_min)
+        u = jax.random.uniform(key, (self.num_users, 4), dtype=jnp.float32)  # one RNG call
+        dest = params.area_min + u[:, :2] * (params.area_max - params.area_min)
+        speed = params.speed_min + u[:, 2] * (params.speed_max - params.speed_min)
+        pause = params.pause_min + u[:, 3] * (params.pause_max - params.pause_min)
         return dest, speed, pause
 
     def init(self, key: jax.Array, params: RandomWaypointParams) -> RandomWaypointState:
