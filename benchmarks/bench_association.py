@@ -88,7 +88,7 @@ def time_twins(env, params, num_twins: int, num_steps: int, repeats: int = 3) ->
     }
 
 
-def ppo_throughput(num_twins: int = 16, num_updates: int = 8) -> dict:
+def ppo_throughput(num_twins: int = 16, num_updates: int = 40) -> dict:
     """Agent-steps/s of PPO training (learning included) on the default 22-BS map-free twin,
     and the wall-clock at which training cell edge first beats max-SINR's on the same twins."""
     from dtwin_jax.learners.ppo import PPOConfig, make_train
@@ -98,7 +98,7 @@ def ppo_throughput(num_twins: int = 16, num_updates: int = 8) -> dict:
     batch = twin_params(env, spread(30, 128, num_twins))
     steps = 256 // num_twins
     cfg = PPOConfig(num_envs=num_twins, num_steps=steps, total_timesteps=256 * num_updates,
-                    num_minibatches=32, lr=5e-4, gamma=0.9, info_keys=("cell_edge",))
+                    num_minibatches=32, lr=1e-3, gamma=0.9, info_keys=("cell_edge",))
     train = jax.jit(make_train(env, batch, cfg, batched_params=True))
     key = jax.random.PRNGKey(0)
     t0 = time.perf_counter()
