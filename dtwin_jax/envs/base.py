@@ -3,7 +3,9 @@
 ``reset(key, params) -> (obs, state)`` and
 ``step(key, state, action, params) -> (obs, state, reward, terminated, truncated, info)``.
 ``step`` auto-resets: when an episode ends, the returned ``obs``/``state`` start the next
-episode and ``info["final_observation"]`` holds the last observation of the finished one.
+episode (``reset_from(key, final_state, params)``, a plain reset unless the env carries
+something over episodes) and ``info["final_observation"]`` holds the last observation of the
+finished one.
 ``terminated``/``truncated`` are scalar bools per environment (per twin).
 
 Subclasses implement ``reset_env``, ``step_env``, ``default_params`` and the spaces. Methods are
