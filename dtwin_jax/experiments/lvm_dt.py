@@ -176,11 +176,12 @@ def twin_environment(config: LvmDtConfig, mobility: str, real_env):
         return real_env, None
     area = real_env.area_m
     if mobility == "generated":
+        from dtwin_jax.checkpoint import load_checkpoint
         from dtwin_jax.mobility.generated import GeneratedMobility
         from dtwin_jax.twins.map2traj.maps import rasterize, square_bounds
-        from dtwin_jax.twins.map2traj.train import SHIPPED_CHECKPOINT, load_trained
+        from dtwin_jax.twins.map2traj.train import SHIPPED_CHECKPOINT
 
-        map_shape = load_trained(SHIPPED_CHECKPOINT)[2]["map_shape"]
+        map_shape = load_checkpoint(SHIPPED_CHECKPOINT)[1]["map_shape"]  # raster the model reads
         box = square_bounds(real_env.graph)
         raster = rasterize(real_env.graph, int(map_shape[0]), 8.0, box)
         model, mob_params = GeneratedMobility.from_checkpoint(

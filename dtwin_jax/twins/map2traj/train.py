@@ -221,7 +221,10 @@ def load_trained(path: str | Path = SHIPPED_CHECKPOINT):
     if metadata.get("kind") != "map2traj":
         raise ValueError(f"checkpoint {str(path)!r} is not a map2traj model checkpoint")
     config = TrainConfig.from_dict(metadata["config"]).model
-    target = init_params(config, jax.random.key(0), tuple(metadata["map_shape"]))
+    shapes = jax.eval_shape(  # the structure only: initialising real weights costs seconds
+        lambda k: init_params(config, k, tuple(metadata["map_shape"])), jax.random.key(0)
+    )
+    target = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
     params, _ = load_checkpoint(path, target)
     return config, jax.tree_util.tree_map(jnp.asarray, params), metadata
 
