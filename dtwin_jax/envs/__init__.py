@@ -2,7 +2,7 @@
 
 from dtwin_jax.envs.base import AgentObs, Environment, MultiAgentEnv
 from dtwin_jax.envs.registry import make, register, registered_envs
-from dtwin_jax.envs.spaces import Box, Discrete, MultiDiscrete
+from dtwin_jax.envs.spaces import Box, Discrete, MultiDiscrete, Simplex
 
 __all__ = [
     "AgentObs",
@@ -11,6 +11,7 @@ __all__ = [
     "Environment",
     "MultiAgentEnv",
     "MultiDiscrete",
+    "Simplex",
     "make",
     "register",
     "registered_envs",
