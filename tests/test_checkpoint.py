@@ -1,14 +1,17 @@
-"""Checkpoint files: round trip, atomic writes, clear errors for missing/corrupt/mismatched."""
+"""Checkpoint files: round trip, atomic writes, clear errors for missing/corrupt/mismatched,
+metadata covered by the checksum, dtype and finiteness checks."""
 
+import hashlib
 import os
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import struct
+from flax import serialization, struct
 
-from dtwin_jax.checkpoint import load_checkpoint, save_checkpoint
+from dtwin_jax.checkpoint import _digest, load_checkpoint, save_checkpoint
 
 
 @struct.dataclass
@@ -67,9 +70,36 @@ def test_flipped_payload_byte_fails_the_checksum(tmp_path):
         load_checkpoint(path)
 
 
-def test_foreign_msgpack_is_rejected(tmp_path):
-    from flax import serialization
+def test_flipped_metadata_byte_fails_the_checksum(tmp_path):
+    path = tmp_path / "c.msgpack"
+    save_checkpoint(path, {"w": jnp.arange(10.0)}, {"config": {"channels": 32}})
+    blob = path.read_bytes()
+    assert blob.count(b'"channels": 32') == 1
+    path.write_bytes(blob.replace(b'"channels": 32', b'"channels": 33'))  # still valid JSON
+    with pytest.raises(ValueError, match="checksum mismatch over metadata"):
+        load_checkpoint(path)
 
+
+def _rewrite_outer(path, **fields):
+    """Re-encode the outer map of a checkpoint with some fields replaced."""
+    outer = serialization.msgpack_restore(path.read_bytes())
+    outer.update(fields)
+    path.write_bytes(serialization.msgpack_serialize(outer))
+
+
+def test_version_1_file_is_refused_with_a_clear_message(tmp_path):
+    path = tmp_path / "c.msgpack"
+    save_checkpoint(path, _tree(), {"v": 1})
+    payload = serialization.msgpack_restore(path.read_bytes())["payload"]
+    _rewrite_outer(path, version=1, checksum=hashlib.sha256(payload).hexdigest())  # v1 layout
+    with pytest.raises(ValueError, match="version 1.*does not cover the metadata"):
+        load_checkpoint(path)
+    _rewrite_outer(path, version=99)
+    with pytest.raises(ValueError, match="version 99"):
+        load_checkpoint(path)
+
+
+def test_foreign_msgpack_is_rejected(tmp_path):
     path = tmp_path / "c.msgpack"
     path.write_bytes(serialization.msgpack_serialize({"w": np.ones(3)}))
     with pytest.raises(ValueError, match="not a dtwin_jax checkpoint"):
@@ -91,6 +121,57 @@ def test_structure_mismatch_names_missing_leaf(tmp_path):
     target = {**_tree(), "extra": jnp.zeros(3)}
     with pytest.raises(ValueError, match=r"extra.*\(3,\).*missing"):
         load_checkpoint(path, target=target)
+
+
+def test_dtype_mismatch_names_leaf_and_both_dtypes(tmp_path):
+    path = tmp_path / "c.msgpack"
+    save_checkpoint(path, _tree())
+    target = _tree()
+    target["layer"] = Pair(w=target["layer"].w, b=np.zeros(2, np.float32))  # saved as int32
+    with pytest.raises(ValueError, match=r"layer/b.*target dtype float32.*checkpoint dtype int32"):
+        load_checkpoint(path, target=target)
+    target = {**_tree(), "scale": np.float16(0)}
+    with pytest.raises(ValueError, match=r"'scale'.*float16.*float32"):
+        load_checkpoint(path, target=target)
+
+
+def test_restore_target_may_be_shape_dtype_structs(tmp_path):
+    path = tmp_path / "c.msgpack"
+    save_checkpoint(path, _tree())
+    target = jax.eval_shape(_tree)
+    restored, _ = load_checkpoint(path, target=target)
+    np.testing.assert_array_equal(restored["stack"][0], np.ones(4))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_weight_is_refused_on_save_and_on_load(tmp_path, bad):
+    path = tmp_path / "c.msgpack"
+    tree = _tree()
+    tree["layer"] = Pair(w=tree["layer"].w.at[1, 2].set(bad), b=tree["layer"].b)
+    with pytest.raises(ValueError, match=r"cannot save.*leaf 'layer/w' has 1 non-finite"):
+        save_checkpoint(path, tree)
+    assert not path.exists()
+    # A file that holds a non-finite weight (written by other means) is refused on load.
+    save_checkpoint(path, _tree(), {"v": 1})
+    outer = serialization.msgpack_restore(path.read_bytes())
+    state = serialization.msgpack_restore(outer["payload"])
+    state["stack"]["1"] = np.full((1, 2), bad, np.float32)
+    payload = serialization.msgpack_serialize(state)
+    _rewrite_outer(path, payload=payload, checksum=_digest(2, outer["metadata"], payload))
+    with pytest.raises(ValueError, match=r"unusable.*leaf 'stack/1' has 2 non-finite"):
+        load_checkpoint(path)
+    with pytest.raises(ValueError, match=r"leaf 'stack/1'"):
+        load_checkpoint(path, target=_tree())
+
+
+def test_shipped_map2traj_checkpoint_is_current_format_and_loads():
+    from dtwin_jax.twins.map2traj.train import SHIPPED_CHECKPOINT, load_trained
+
+    outer = serialization.msgpack_restore(Path(SHIPPED_CHECKPOINT).read_bytes())
+    assert outer["version"] == 2
+    config, params, meta = load_trained(SHIPPED_CHECKPOINT)
+    assert meta["kind"] == "map2traj" and meta["map_shape"] == [128, 128, 2]
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
 
 
 def test_failed_save_never_replaces_good_file(tmp_path, monkeypatch):
