@@ -178,8 +178,9 @@ def shadowing_at(field: ShadowingField, pos) -> jax.Array:
     ix = jnp.clip(jnp.floor(fx).astype(jnp.int32), 0, g_x - 2)
     iy = jnp.clip(jnp.floor(fy).astype(jnp.int32), 0, g_y - 2)
     tx, ty = fx - ix, fy - iy
+    zero = jnp.int32(0)
     window = jax.vmap(
-        lambda i, j: jax.lax.dynamic_slice(field.values, (i, j, 0), (2, 2, num_bs))
+        lambda i, j: jax.lax.dynamic_slice(field.values, (i, j, zero), (2, 2, num_bs))
     )(iy, ix)  # [N, 2, 2, B]
     weights = jnp.stack([(1.0 - ty) * (1.0 - tx), (1.0 - ty) * tx, ty * (1.0 - tx), ty * tx],
                         axis=-1)  # [N, 4], corner order of the window
