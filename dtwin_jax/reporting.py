@@ -1,19 +1,38 @@
-"""Helpers for experiments and benchmarks: machine description and atomic JSON writes."""
+"""Helpers for experiments and benchmarks: machine description, provenance and atomic JSON.
+
+Every results JSON records where it came from (:func:`provenance`): the git commit and whether
+the working tree had uncommitted changes, the command line, the configuration, the machine and
+the date. Experiments put ``"provenance": provenance(config)`` into their results when a run
+starts; benchmarks write through :func:`write_results`, which adds it.
+"""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import datetime
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
 
+# The checkout this package was imported from (the folder holding ``dtwin_jax/``).
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+UNKNOWN = "unknown"
+
 
 def machine_info(**extra) -> dict:
-    """Platform, CPU count, versions, first device, XLA flags and load of this run (+ ``extra``)."""
+    """Host, platform, CPU count, versions, first device, XLA flags and load (+ ``extra``)."""
     return {
+        "hostname": platform.node(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
@@ -27,19 +46,109 @@ def machine_info(**extra) -> dict:
     }
 
 
+def _git(repo_dir: Path, *args: str) -> str | None:
+    """stdout of ``git -C repo_dir args`` (stripped), or None if git fails or is missing."""
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(repo_dir), *args],
+            capture_output=True, text=True, timeout=30,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},  # status must not take index.lock
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def git_state(repo_dir: str | os.PathLike | None = None) -> dict:
+    """``{"commit": sha, "dirty": bool}`` of the git checkout rooted at ``repo_dir``.
+
+    ``repo_dir`` defaults to :data:`PACKAGE_ROOT`. It must be the top level of a checkout (a
+    package installed inside some other repository, say a virtual environment in it, does not
+    report that repository's commit). ``dirty`` is True when ``git status --porcelain`` lists
+    anything: modified, staged or untracked (not ignored) files. Outside a git checkout, or
+    without git, both values are ``"unknown"``.
+    """
+    root = Path(PACKAGE_ROOT if repo_dir is None else repo_dir).resolve()
+    top = _git(root, "rev-parse", "--show-toplevel")
+    commit = _git(root, "rev-parse", "HEAD") if top else None
+    status = _git(root, "status", "--porcelain") if commit else None
+    if top is None or Path(top).resolve() != root or commit is None or status is None:
+        return {"commit": UNKNOWN, "dirty": UNKNOWN}
+    return {"commit": commit, "dirty": bool(status)}
+
+
+def _config_dict(config: Any) -> Any:
+    """``config`` as JSON-ready data: a dataclass, ``to_dict()`` object, Namespace or mapping."""
+    if config is None:
+        return None
+    if hasattr(config, "to_dict"):
+        config = config.to_dict()
+    elif dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
+    elif isinstance(config, argparse.Namespace):
+        config = vars(config)
+    if not isinstance(config, Mapping):
+        raise TypeError(
+            "config must be None, a dataclass, an argparse.Namespace or a mapping, "
+            f"got {type(config).__name__}"
+        )
+    try:
+        return json.loads(json.dumps(dict(config)))
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"config must be JSON-serialisable: {err}") from err
+
+
+def provenance(config: Any = None, *, repo_dir: str | os.PathLike | None = None) -> dict:
+    """Where a result comes from: ``commit``, ``dirty``, ``command``, ``cwd``, ``config``,
+    ``machine`` and ``date``.
+
+    ``command`` is ``sys.argv``; ``config`` is ``config`` as JSON data (see ``_config_dict``;
+    TypeError if it cannot be); ``machine`` is :func:`machine_info`; ``date`` is the UTC time
+    in ISO 8601. ``commit``/``dirty`` come from :func:`git_state` of ``repo_dir``.
+    """
+    return {
+        **git_state(repo_dir),
+        "command": list(sys.argv),
+        "cwd": os.getcwd(),
+        "config": _config_dict(config),
+        "machine": machine_info(),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
 def write_json(obj, path: str | os.PathLike) -> None:
     """Write ``obj`` as indented JSON through a temp file in the same folder, then rename.
 
-    A failure part-way leaves any previous file at ``path`` untouched.
+    A failure part-way (for example a value JSON cannot encode) leaves any previous file at
+    ``path`` untouched and no temp file behind.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are ordinary shared files
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
         raise
+
+
+def write_results(results: Mapping, path: str | os.PathLike, config: Any = None) -> dict:
+    """Write ``results`` plus a ``"provenance"`` entry atomically (:func:`write_json`).
+
+    The entry is :func:`provenance` of ``config``, made now, unless ``results`` already carries
+    one (recorded when a long run started), which is kept. Returns the dict written.
+    """
+    if not isinstance(results, Mapping):
+        raise TypeError(f"results must be a mapping, got {type(results).__name__}")
+    out = dict(results)
+    if "provenance" not in out:
+        out["provenance"] = provenance(config)
+    write_json(out, path)
+    return out
