@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import scipy_assignment  # noqa: E402
 
 from dtwin_jax.allocation import batched_linear_sum_assignment  # noqa: E402
-from dtwin_jax.reporting import machine_info, write_json
+from dtwin_jax.reporting import machine_info, write_results
 
 BATCHES = (1, 16, 256, 1024, 4096)
 SIZES = (12, 32, 64)
@@ -156,7 +156,7 @@ def main(argv=None) -> dict:
         "rows": rows,
     }
     out = Path(args.out)
-    write_json(result, out)
+    write_results(result, out, config=vars(args))
     print(f"wrote {out}")
     return result
 

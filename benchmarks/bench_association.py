@@ -15,7 +15,6 @@ before and after our sizes and the ratios use the mean of the two (the CPU is sh
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ import mobile_env_peer  # noqa: E402
 
 from dtwin_jax.envs.association import AssociationEnv, max_sinr_policy  # noqa: E402
 from dtwin_jax.parallel import rollout, twin_params  # noqa: E402
-from dtwin_jax.reporting import machine_info  # noqa: E402
+from dtwin_jax.reporting import machine_info, write_results  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -181,11 +180,8 @@ def main(argv=None) -> dict:
         print(f"PPO (16 twins, 22 BSs, 128 user slots): {p['agent_steps_per_s']:.3g} "
               f"agent-steps/s incl. learning; beats max-SINR cell edge after "
               f"{p['seconds_to_beat_max_sinr']} s")
-    os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, "bench_association.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(out, f, indent=1)
-    os.replace(path + ".tmp", path)
+    write_results(out, path, config=vars(args))
     print("wrote", path)
     return out
 

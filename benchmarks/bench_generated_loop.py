@@ -29,7 +29,7 @@ from dtwin_jax.envs.association import AssociationEnv
 from dtwin_jax.learners.ppo import PPOConfig, make_train
 from dtwin_jax.mobility import Playback
 from dtwin_jax.mobility.generated import GeneratedMobility
-from dtwin_jax.reporting import machine_info, write_json
+from dtwin_jax.reporting import machine_info, write_results
 from dtwin_jax.twins.map2traj.maps import procedural_street_map, rasterize, square_bounds
 from dtwin_jax.twins.map2traj.train import SHIPPED_CHECKPOINT
 
@@ -114,7 +114,7 @@ def main(argv=None) -> dict:
     print(f"(per twin, one reset per 64-step episode; {args.ddim_steps} guided DDIM steps)")
     result = {"benchmark": "generated_loop", "config": vars(args), "rows": rows,
               "machine": machine_info()}
-    write_json(result, os.path.join(RESULTS, "bench_generated_loop.json"))
+    write_results(result, os.path.join(RESULTS, "bench_generated_loop.json"), config=vars(args))
     return result
 
 

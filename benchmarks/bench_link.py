@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import numba_link, numpy_link  # noqa: E402
 
 from dtwin_jax import radio  # noqa: E402
-from dtwin_jax.reporting import machine_info, write_json
+from dtwin_jax.reporting import machine_info, write_results
 
 U, B, R = 32, 8, 16
 PARAMS = {
@@ -170,7 +170,7 @@ def main(argv=None) -> dict:
         "rows": rows,
     }
     out = Path(args.out)
-    write_json(result, out)
+    write_results(result, out, config=vars(args))
     print(f"wrote {out}")
     return result
 

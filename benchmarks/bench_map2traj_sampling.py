@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from dtwin_jax.mobility import RandomWaypoint
-from dtwin_jax.reporting import machine_info, write_json
+from dtwin_jax.reporting import machine_info, write_results
 from dtwin_jax.twins.map2traj.data import street_trajectories
 from dtwin_jax.twins.map2traj.diffusion import sample_trajectories
 from dtwin_jax.twins.map2traj.maps import procedural_street_map, rasterize, square_bounds
@@ -123,7 +123,7 @@ def main(argv=None) -> dict:
         "rows": rows,
     }
     out = Path(args.out)
-    write_json(result, out)
+    write_results(result, out, config=vars(args))
     print(f"wrote {out}")
     return result
 

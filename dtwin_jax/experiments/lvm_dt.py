@@ -57,7 +57,7 @@ from dtwin_jax.parallel import (
     train_parallel,
     twin_params,
 )
-from dtwin_jax.reporting import machine_info, write_json
+from dtwin_jax.reporting import machine_info, provenance, write_json
 
 MOBILITIES = ("street", "waypoint", "gauss_markov", "generated")
 BASELINES = ("max-SINR", "max-RSRP+bias", "Ye-dual", "greedy-rate", "random")
@@ -347,7 +347,8 @@ def run(config: LvmDtConfig, checkpoint_dir: str | None = None) -> dict:
     real_env, real_params = real_environment(config)
     baselines, samples = evaluate_baselines(config, real_env, real_params)
     ev = _ppo_evaluator(config, real_env, real_params)
-    results = {"config": asdict(config), "machine": machine_info(), "baselines": baselines,
+    results = {"config": asdict(config), "machine": machine_info(),
+               "provenance": provenance(config), "baselines": baselines,
                "baselines_synchronous": synchronous_baselines(config, real_env, real_params),
                "twin_count": {}, "mobility": {}}
     for k in config.twin_counts:

@@ -48,7 +48,7 @@ from dtwin_jax._checks import check_choice, check_float, check_int
 from dtwin_jax.metrics import trajectories as tm
 from dtwin_jax.mobility.gauss_markov import GaussMarkov
 from dtwin_jax.mobility.waypoint import RandomWaypoint
-from dtwin_jax.reporting import machine_info, write_json
+from dtwin_jax.reporting import machine_info, provenance, write_json
 from dtwin_jax.twins.map2traj import data, maps
 from dtwin_jax.twins.map2traj.diffusion import DiffusionConfig, init_params, sample_trajectories
 from dtwin_jax.twins.map2traj.train import SHIPPED_CHECKPOINT, TrainConfig, load_trained
@@ -384,6 +384,7 @@ def run(config: Map2TrajExperimentConfig, out_dir: str | os.PathLike | None = No
         "config": config.to_dict(),
         "model": model_info,
         "machine": machine_info(),
+        "provenance": provenance(config),
         "metrics": {k: {"better": b, "unit": u, "description": d}
                     for k, (b, u, d) in METRICS.items()},  # fmt: skip
         "methods": list(METHODS),

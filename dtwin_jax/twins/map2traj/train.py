@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from dtwin_jax._checks import check_float, check_int
 from dtwin_jax.checkpoint import load_checkpoint, save_checkpoint
+from dtwin_jax.reporting import provenance
 from dtwin_jax.twins.map2traj.diffusion import DiffusionConfig, ddpm_loss, init_params
 from dtwin_jax.twins.map2traj.unet import map_features
 
@@ -276,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
         "data_seconds": round(data_seconds, 1),
         "jax_version": jax.__version__,
     }
-    save_checkpoint(args.out, ema_params, metadata)
+    save_checkpoint(args.out, ema_params, {**metadata, "provenance": provenance(config)})
     print(json.dumps({k: v for k, v in metadata.items() if k != "config"}, indent=1))
 
 
