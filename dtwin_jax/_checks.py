@@ -98,18 +98,34 @@ def _range(lo, hi, lo_open: bool = False, hi_open: bool = False) -> str:
 def cast_like(name: str, value, default):
     """``value`` broadcast to ``default``'s shape and cast to its dtype, as a JAX array.
 
-    Raises ``TypeError`` for a non-numeric value and ``ValueError`` naming the field when the
-    shape does not broadcast.
+    Raises ``TypeError`` for a non-numeric value or a non-integer value for an integer field
+    (``num_users=2.7``; whole floats such as ``3.0`` are accepted), and ``ValueError`` naming
+    the field for NaN/inf, an integer outside the dtype's range, or a shape that does not
+    broadcast.
     """
     import jax.numpy as jnp
 
     arr = np.asarray(value)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+    dtype = np.dtype(default.dtype)
+    if arr.dtype.kind not in "biuf" or (arr.dtype.kind == "b" and dtype.kind != "b"):
+        raise TypeError(f"{name} must be numeric, got {type(value).__name__} of dtype {arr.dtype}")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        got = f" (got {arr.item()})" if arr.size == 1 else ""
+        raise ValueError(f"{name} contains NaN or inf{got}; every entry must be finite")
+    if dtype.kind in "iu":
+        if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
+            got = arr.item() if arr.size == 1 else arr[arr != np.round(arr)].flat[0]
+            raise TypeError(f"{name} must hold integers, got {got}")
+        info = np.iinfo(dtype)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise ValueError(
+                f"{name} has entry {arr.max() if arr.max() > info.max else arr.min()} outside "
+                f"the range of {dtype.name}; allowed {_range(int(info.min), int(info.max))}"
+            )
     try:
         arr = np.broadcast_to(arr, np.shape(default))
     except ValueError as err:
         raise ValueError(
             f"{name} has shape {arr.shape}; expected one broadcastable to {np.shape(default)}"
         ) from err
-    return jnp.asarray(arr, dtype=default.dtype)
+    return jnp.asarray(arr, dtype=dtype)

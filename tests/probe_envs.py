@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from dtwin_jax._params import CONCRETE
 from dtwin_jax.envs.base import AgentObs, Environment, MultiAgentEnv
 from dtwin_jax.envs.spaces import Box, Discrete
 
@@ -14,13 +15,21 @@ class CounterParams:
     goal: int = 1
 
 
+class CounterRules:
+    """``check_params`` of the probe envs' ``CounterParams``."""
+
+    def check_params(self, params, rules=CONCRETE):
+        rules.array("horizon", params.horizon, (), 1, integer=True)
+        rules.array("goal", params.goal, (), 0, integer=True)
+
+
 @struct.dataclass
 class CounterState:
     t: jax.Array
     total: jax.Array
 
 
-class CounterEnv(Environment):
+class CounterEnv(CounterRules, Environment):
     """Reward 1 when the action equals ``params.goal``; episode truncates after ``horizon``."""
 
     @property
@@ -45,7 +54,7 @@ class CounterEnv(Environment):
         return Discrete(3)
 
 
-class MaskedTeamEnv(MultiAgentEnv):
+class MaskedTeamEnv(CounterRules, MultiAgentEnv):
     """Four agent slots, three live; action 2 is illegal; reward = 1 for action 1."""
 
     num_agents = 4
@@ -76,7 +85,7 @@ class MaskedTeamEnv(MultiAgentEnv):
         return Discrete(3)
 
 
-class ConstantRewardEnv(Environment):
+class ConstantRewardEnv(CounterRules, Environment):
     """Reward 1 every step; obs ``[t / horizon]``; terminates after ``horizon`` steps.
 
     The value of the state at time ``t`` is ``(1 - gamma ** (horizon - t)) / (1 - gamma)``.
@@ -101,7 +110,7 @@ class ConstantRewardEnv(Environment):
         return Discrete(2)
 
 
-class TimeLimitEnv(Environment):
+class TimeLimitEnv(CounterRules, Environment):
     """Two states: ``s=0`` (reward 0) moves to the absorbing ``s=1`` (reward 1 per step).
 
     The obs is ``[s]``; the episode is *truncated* after ``horizon`` steps (a time limit, not
@@ -128,7 +137,7 @@ class TimeLimitEnv(Environment):
         return Discrete(2)
 
 
-class MaskedBanditEnv(MultiAgentEnv):
+class MaskedBanditEnv(CounterRules, MultiAgentEnv):
     """One agent, three arms paying 0.5, 1.0, 0.0; arm 1 (the best) is always illegal.
 
     One-step episodes (terminated every step). ``info["illegal"]`` is 1.0 if arm 1 was pulled.

@@ -6,6 +6,7 @@ hop limits), validated in its constructor. Everything continuous lives in a ``Pa
 runs a batch of different twins::
 
     model = RandomWaypoint(num_users=64)
+    model.default_params                         # property, unvalidated (works under jit)
     params = model.make_params(speed_max=20.0)   # validated before anything is traced
     state = model.init(key, params)              # State.pos: [U, 2] float32 metres
     state = model.step(key, state, params)       # pure, jittable, vmappable
@@ -18,27 +19,22 @@ properties), and every ``State`` has ``pos [U, 2]``, always inside that area.
 from __future__ import annotations
 
 import abc
-import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from dtwin_jax import _checks
+from dtwin_jax._params import CONCRETE, ParamsMixin, Rules
 
 
-class MobilityModel(abc.ABC):
-    """Base class: static sizes in the constructor, pure ``init``/``step`` on arrays."""
+class MobilityModel(ParamsMixin):
+    """Base class: static sizes in the constructor, pure ``init``/``step`` on arrays.
+
+    ``default_params`` (a property), ``make_params(**overrides)`` and
+    ``check_params(params, rules)`` come from :class:`dtwin_jax._params.ParamsMixin`.
+    """
 
     num_users: int
-
-    @abc.abstractmethod
-    def default_params(self):
-        """Default ``Params`` of this model (concrete arrays, float32/int32)."""
-
-    @abc.abstractmethod
-    def check_params(self, params) -> None:
-        """Raise ValueError naming the field if concrete ``params`` are invalid."""
 
     @abc.abstractmethod
     def init(self, key: jax.Array, params):
@@ -52,30 +48,6 @@ class MobilityModel(abc.ABC):
     @abc.abstractmethod
     def step(self, key: jax.Array, state, params):
         """Next ``State`` after one step (pure, jittable)."""
-
-    def make_params(self, **overrides):
-        """Default params with ``overrides`` applied and validated (call outside jit).
-
-        Array fields accept anything broadcastable to the default shape (e.g. a scalar
-        speed for all users); values are cast to the default dtype. Non-array fields
-        (a ``StreetGraph``) are passed through. Unknown names raise ValueError.
-        """
-        params = self.default_params()
-        names = {f.name for f in dataclasses.fields(params)}
-        updates = {}
-        for name, value in overrides.items():
-            if name not in names:
-                raise ValueError(
-                    f"{type(self).__name__} has no parameter {name!r}; allowed: {sorted(names)}"
-                )
-            default = getattr(params, name)
-            if isinstance(default, jax.Array):
-                updates[name] = _checks.cast_like(name, value, default)
-            else:
-                updates[name] = value
-        params = params.replace(**updates)
-        self.check_params(params)
-        return params
 
     def rollout(self, key: jax.Array, state, params, num_steps: int):
         """Run ``num_steps`` steps with ``lax.scan``.
@@ -93,30 +65,22 @@ class MobilityModel(abc.ABC):
         return jax.lax.scan(body, state, jax.random.split(key, num_steps))
 
 
-def check_area(area_min, area_max) -> None:
+def check_area(area_min, area_max, rules: Rules = CONCRETE) -> None:
     """Check that ``area_min [2] < area_max [2]`` (metres), both finite."""
-    lo = _checks.check_array("area_min", area_min, shape=(2,))
-    hi = _checks.check_array("area_max", area_max, shape=(2,))
-    if np.any(hi <= lo):
-        raise ValueError(
-            f"area_max={hi.tolist()} must exceed area_min={lo.tolist()} in both coordinates"
-        )
+    rules.array("area_min", area_min, shape=(2,))
+    rules.array("area_max", area_max, shape=(2,))
+    rules.require(
+        rules.xp.all(area_max > area_min),
+        "area_max={} must exceed area_min={} in both coordinates", area_max, area_min,
+    )
 
 
-def check_scalar(
-    name: str, value, lo: float | None = None, hi: float | None = None, lo_open: bool = False
-) -> float:
-    """Check a 0-d parameter array: finite, in ``[lo, hi]`` (``(lo, hi]`` if ``lo_open``)."""
-    arr = _checks.check_array(name, value, shape=())
-    return _checks.check_float(name, float(arr), lo=lo, hi=hi, lo_open=lo_open)
-
-
-def check_range(name_lo: str, lo, name_hi: str, hi, low: float = 0.0) -> None:
+def check_range(name_lo: str, lo, name_hi: str, hi, low: float = 0.0,
+                rules: Rules = CONCRETE) -> None:
     """Check ``low <= lo <= hi`` for a pair of 0-d range fields (e.g. speed_min, speed_max)."""
-    lo_val = check_scalar(name_lo, lo, lo=low)
-    hi_val = check_scalar(name_hi, hi, lo=low)
-    if hi_val < lo_val:
-        raise ValueError(f"{name_hi}={hi_val} must be >= {name_lo}={lo_val}")
+    rules.array(name_lo, lo, shape=(), lo=low)
+    rules.array(name_hi, hi, shape=(), lo=low)
+    rules.require(hi >= lo, f"{name_hi}={{}} must be >= {name_lo}={{}}", hi, lo)
 
 
 def uniform_in_area(key: jax.Array, num: int, area_min: jax.Array, area_max: jax.Array):

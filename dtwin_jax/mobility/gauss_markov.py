@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from dtwin_jax import _checks
+from dtwin_jax._params import CONCRETE, Rules
 from dtwin_jax.mobility import base
 
 
@@ -55,6 +56,7 @@ class GaussMarkov(base.MobilityModel):
     def __init__(self, num_users: int):
         self.num_users = _checks.check_int("num_users", num_users, lo=1)
 
+    @property
     def default_params(self) -> GaussMarkovParams:
         headings = jnp.arange(self.num_users, dtype=jnp.float32) * (2 * jnp.pi / self.num_users)
         return GaussMarkovParams(
@@ -69,13 +71,13 @@ class GaussMarkov(base.MobilityModel):
             edge_margin=base.f32(50.0),
         )
 
-    def check_params(self, params: GaussMarkovParams) -> None:
-        base.check_area(params.area_min, params.area_max)
-        base.check_scalar("dt", params.dt, lo=0.0, lo_open=True)
-        base.check_scalar("alpha", params.alpha, lo=0.0, hi=1.0)
+    def check_params(self, params: GaussMarkovParams, rules: Rules = CONCRETE) -> None:
+        base.check_area(params.area_min, params.area_max, rules)
+        rules.array("dt", params.dt, shape=(), lo=0.0, lo_open=True)
+        rules.array("alpha", params.alpha, shape=(), lo=0.0, hi=1.0)
         for name in ("mean_speed", "speed_std", "direction_std", "edge_margin"):
-            base.check_scalar(name, getattr(params, name), lo=0.0)
-        _checks.check_array("mean_direction", params.mean_direction, shape=(self.num_users,))
+            rules.array(name, getattr(params, name), shape=(), lo=0.0)
+        rules.array("mean_direction", params.mean_direction, shape=(self.num_users,))
 
     def init(self, key: jax.Array, params: GaussMarkovParams) -> GaussMarkovState:
         """Uniform positions; speed and heading drawn from their stationary laws."""

@@ -29,10 +29,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 
 from dtwin_jax import _checks
+from dtwin_jax._params import CONCRETE, Rules
 from dtwin_jax.mobility import base
 from dtwin_jax.mobility.playback import Playback, PlaybackParams
 from dtwin_jax.twins.map2traj.diffusion import DiffusionConfig, init_params, sample_trajectories
@@ -167,6 +167,7 @@ class GeneratedMobility(base.MobilityModel):
             lambda k: init_params(self.config, k, self.map_shape), jax.random.key(0)
         )
 
+    @property
     def default_params(self) -> GeneratedParams:
         """Placeholder all-zero weights on an empty 1 km map, 2 s between samples, and a bank
         parking everyone at the centre.
@@ -187,15 +188,15 @@ class GeneratedMobility(base.MobilityModel):
             bank=jnp.full((self.bank_size, self.config.unet.length, 2), 500.0, jnp.float32),
         )
 
-    def check_params(self, params: GeneratedParams) -> None:
-        base.check_area(params.area_min, params.area_max)
-        _checks.check_array("raster", params.raster, shape=self.map_shape, lo=0.0, hi=1.0)
-        base.check_scalar("sample_dt", params.sample_dt, lo=0.0, lo_open=True)
-        base.check_scalar("dt", params.dt, lo=0.0, lo_open=True)
-        base.check_scalar("guidance", params.guidance)
-        base.check_scalar("eta", params.eta, lo=0.0, hi=1.0)
-        base.check_scalar("road_guidance", params.road_guidance, lo=0.0, hi=1.0)
-        _checks.check_array("bank", params.bank, shape=(self.bank_size, self.config.unet.length, 2))
+    def check_params(self, params: GeneratedParams, rules: Rules = CONCRETE) -> None:
+        base.check_area(params.area_min, params.area_max, rules)
+        rules.array("raster", params.raster, shape=self.map_shape, lo=0.0, hi=1.0)
+        rules.array("sample_dt", params.sample_dt, shape=(), lo=0.0, lo_open=True)
+        rules.array("dt", params.dt, shape=(), lo=0.0, lo_open=True)
+        rules.array("guidance", params.guidance, shape=())
+        rules.array("eta", params.eta, shape=(), lo=0.0, hi=1.0)
+        rules.array("road_guidance", params.road_guidance, shape=(), lo=0.0, hi=1.0)
+        rules.array("bank", params.bank, shape=(self.bank_size, self.config.unet.length, 2))
         want = self._net_shapes()
         if jax.tree_util.tree_structure(params.net) != jax.tree_util.tree_structure(want):
             raise ValueError("net does not have the structure of this model's network")
@@ -203,10 +204,7 @@ class GeneratedMobility(base.MobilityModel):
             _paths(params.net), jax.tree_util.tree_leaves(params.net),
             jax.tree_util.tree_leaves(want), strict=True,
         ):  # fmt: skip
-            if np.shape(leaf) != spec.shape:
-                raise ValueError(f"net{path} has shape {np.shape(leaf)}; expected {spec.shape}")
-            if not np.all(np.isfinite(np.asarray(leaf))):
-                raise ValueError(f"net{path} contains NaN or inf")
+            rules.array(f"net{path}", leaf, shape=spec.shape)
 
     def sample(self, key: jax.Array, params: GeneratedParams, num: int | None = None):
         """``num`` (static, default U) fresh trajectories ``[num, L, 2]`` in metres."""

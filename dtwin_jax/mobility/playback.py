@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from dtwin_jax import _checks
+from dtwin_jax._params import CONCRETE, Rules
 from dtwin_jax.mobility import base
 
 
@@ -49,6 +50,7 @@ class Playback(base.MobilityModel):
         self.num_samples = _checks.check_int("num_samples", num_samples, lo=2)
         self.loop = bool(_checks.check_choice("loop", loop, (True, False)))
 
+    @property
     def default_params(self) -> PlaybackParams:
         """Everyone parked at the centre of a 1 km square: set ``traj`` via make_params."""
         shape = (self.num_users, self.num_samples, 2)
@@ -60,11 +62,11 @@ class Playback(base.MobilityModel):
             dt=base.f32(1.0),
         )
 
-    def check_params(self, params: PlaybackParams) -> None:
-        base.check_area(params.area_min, params.area_max)
-        _checks.check_array("traj", params.traj, shape=(self.num_users, self.num_samples, 2))
-        base.check_scalar("sample_dt", params.sample_dt, lo=0.0, lo_open=True)
-        base.check_scalar("dt", params.dt, lo=0.0, lo_open=True)
+    def check_params(self, params: PlaybackParams, rules: Rules = CONCRETE) -> None:
+        base.check_area(params.area_min, params.area_max, rules)
+        rules.array("traj", params.traj, shape=(self.num_users, self.num_samples, 2))
+        rules.array("sample_dt", params.sample_dt, shape=(), lo=0.0, lo_open=True)
+        rules.array("dt", params.dt, shape=(), lo=0.0, lo_open=True)
 
     def position(self, t: jax.Array, params: PlaybackParams) -> jax.Array:
         """Positions ``[U, 2]`` (m) at step ``t`` (int, any value >= 0)."""

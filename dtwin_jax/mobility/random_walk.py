@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from dtwin_jax import _checks
+from dtwin_jax._params import CONCRETE, Rules
 from dtwin_jax.mobility import base
 
 MOVES = jnp.array([[0.0, 0.0], [0.0, 1.0], [0.0, -1.0], [-1.0, 0.0], [1.0, 0.0]], jnp.float32)
@@ -41,6 +42,7 @@ class RandomWalk(base.MobilityModel):
     def __init__(self, num_users: int):
         self.num_users = _checks.check_int("num_users", num_users, lo=1)
 
+    @property
     def default_params(self) -> RandomWalkParams:
         return RandomWalkParams(
             area_min=base.f32([-150.0, -50.0]),
@@ -49,11 +51,14 @@ class RandomWalk(base.MobilityModel):
             step_length=base.f32(5.0),
         )
 
-    def check_params(self, params: RandomWalkParams) -> None:
-        base.check_area(params.area_min, params.area_max)
-        _checks.check_array("move_probs", params.move_probs, shape=(self.num_users, 5))
-        _checks.check_probs("move_probs", params.move_probs, atol=1e-5)
-        base.check_scalar("step_length", params.step_length, lo=0.0)
+    def check_params(self, params: RandomWalkParams, rules: Rules = CONCRETE) -> None:
+        base.check_area(params.area_min, params.area_max, rules)
+        probs = params.move_probs
+        rules.array("move_probs", probs, shape=(self.num_users, 5), lo=0.0, hi=1.0)
+        sums = probs.sum(-1)
+        rules.require(rules.xp.all(abs(sums - 1.0) <= 1e-5),
+                      "move_probs must sum to 1 along axis -1; sums are {}", sums)
+        rules.array("step_length", params.step_length, shape=(), lo=0.0)
 
     def init(self, key: jax.Array, params: RandomWalkParams) -> RandomWalkState:
         """Users uniform in the area."""

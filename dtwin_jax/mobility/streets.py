@@ -22,6 +22,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, shortest_path
 
 from dtwin_jax import _checks
+from dtwin_jax._params import CONCRETE, Rules
 from dtwin_jax.mobility import base
 
 UNREACHABLE = 1e9
@@ -246,6 +247,7 @@ class StreetVehicles(base.MobilityModel):
         self._graph = street_graph_grid(6, 6, 100.0) if graph is None else graph
         _check_graph(self._graph)
 
+    @property
     def default_params(self) -> StreetVehiclesParams:
         return StreetVehiclesParams(
             graph=self._graph,
@@ -254,10 +256,10 @@ class StreetVehicles(base.MobilityModel):
             speed_max=base.f32(15.0),
         )
 
-    def check_params(self, params: StreetVehiclesParams) -> None:
-        _check_graph(params.graph)
-        base.check_scalar("dt", params.dt, lo=0.0, lo_open=True)
-        base.check_range("speed_min", params.speed_min, "speed_max", params.speed_max)
+    def check_params(self, params: StreetVehiclesParams, rules: Rules = CONCRETE) -> None:
+        _check_graph(params.graph, rules)
+        rules.array("dt", params.dt, shape=(), lo=0.0, lo_open=True)
+        base.check_range("speed_min", params.speed_min, "speed_max", params.speed_max, rules=rules)
 
     def init(self, key: jax.Array, params: StreetVehiclesParams) -> StreetVehiclesState:
         """Vehicles at uniform points of their first edge, routed to uniform destinations."""
@@ -342,7 +344,7 @@ def _other_node(u: jax.Array, current: jax.Array, csum: jax.Array) -> jax.Array:
     return jnp.searchsorted(csum, rank + 1).astype(jnp.int32)
 
 
-def _check_graph(graph) -> None:
+def _check_graph(graph, rules: Rules = CONCRETE) -> None:
     if not isinstance(graph, StreetGraph):
         raise TypeError(f"graph must be a StreetGraph, got {type(graph).__name__}")
     n, e = graph.nodes.shape[0], graph.edges.shape[0]
@@ -355,6 +357,7 @@ def _check_graph(graph) -> None:
         ("graph.node_mask", graph.node_mask, (n,)),
         ("graph.edge_mask", graph.edge_mask, (e,)),
     ):
-        _checks.check_array(name, value, shape=shape)
-    if int(np.sum(graph.node_mask)) < 2:
-        raise ValueError("graph.node_mask marks fewer than 2 nodes; vehicles need at least 2")
+        rules.array(name, value, shape=shape)
+    rules.require(rules.xp.sum(graph.node_mask) >= 2,
+                  "graph.node_mask marks fewer than 2 nodes ({}); vehicles need at least 2",
+                  rules.xp.sum(graph.node_mask))

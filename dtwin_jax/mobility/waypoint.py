@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from dtwin_jax import _checks
+from dtwin_jax._params import CONCRETE, Rules
 from dtwin_jax.mobility import base
 
 
@@ -50,6 +51,7 @@ class RandomWaypoint(base.MobilityModel):
     def __init__(self, num_users: int):
         self.num_users = _checks.check_int("num_users", num_users, lo=1)
 
+    @property
     def default_params(self) -> RandomWaypointParams:
         return RandomWaypointParams(
             area_min=base.f32([0.0, 0.0]),
@@ -61,12 +63,12 @@ class RandomWaypoint(base.MobilityModel):
             pause_max=base.f32(10.0),
         )
 
-    def check_params(self, params: RandomWaypointParams) -> None:
-        base.check_area(params.area_min, params.area_max)
-        base.check_scalar("dt", params.dt, lo=0.0, lo_open=True)
-        base.check_scalar("speed_min", params.speed_min, lo=0.0, lo_open=True)
-        base.check_range("speed_min", params.speed_min, "speed_max", params.speed_max)
-        base.check_range("pause_min", params.pause_min, "pause_max", params.pause_max)
+    def check_params(self, params: RandomWaypointParams, rules: Rules = CONCRETE) -> None:
+        base.check_area(params.area_min, params.area_max, rules)
+        rules.array("dt", params.dt, shape=(), lo=0.0, lo_open=True)
+        rules.array("speed_min", params.speed_min, shape=(), lo=0.0, lo_open=True)
+        base.check_range("speed_min", params.speed_min, "speed_max", params.speed_max, rules=rules)
+        base.check_range("pause_min", params.pause_min, "pause_max", params.pause_max, rules=rules)
 
     def _new_leg(self, key: jax.Array, params: RandomWaypointParams):
         """Fresh destination [U, 2], speed [U] and pause [U] for every user."""

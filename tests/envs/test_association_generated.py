@@ -26,7 +26,7 @@ USERS, BANK, REFRESH, EPISODE, TWINS = 6, 9, 2, 4, 2
 def _env_and_params():
     mobility = GeneratedMobility(USERS, SMALL_NET, (8, 8, 2), num_steps=2, bank_size=BANK,
                                  refresh=REFRESH)
-    shapes = mobility.default_params().net
+    shapes = mobility.default_params.net
     rng = np.random.default_rng(0)
     net = jax.tree.map(lambda s: jnp.asarray(0.3 * rng.normal(size=s.shape), s.dtype), shapes)
     mob_params = mobility.make_params(net=net, raster=rng.uniform(size=(8, 8, 2)),

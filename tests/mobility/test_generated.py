@@ -26,7 +26,7 @@ L = 8
 def _model_and_params(num_users=4, **static):
     """A tiny model and params whose bank holds random points in the area (no sampling)."""
     model = GeneratedMobility(num_users, TINY, MAP, num_steps=2, **static)
-    shapes = model.default_params().net
+    shapes = model.default_params.net
     rng = np.random.default_rng(0)
     net = jax.tree.map(lambda s: jnp.asarray(0.3 * rng.normal(size=s.shape), s.dtype), shapes)
     lo, hi = np.array([100.0, -50.0]), np.array([400.0, 250.0])

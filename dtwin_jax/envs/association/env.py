@@ -1,0 +1,284 @@
+"""``association-v0``: user association and load balancing in a heterogeneous network.
+
+A deployment of ``num_bs`` base stations (the first ``num_macro`` are 3GPP TR 38.901 UMa
+macro cells, the rest UMi street-canyon small cells) serves up to ``max_users`` users that
+move by a mobility model of :mod:`dtwin_jax.mobility` chosen in the constructor. Every user
+is an agent (shared policy): each step it picks its serving BS among its ``num_candidates``
+strongest (by full-load SINR), and is paid a weighted sum of its own utility and the network
+utility (mean log-throughput of the active users).
+
+Physics of one step (``U`` users, ``B`` BSs; :mod:`.physics`)::
+
+    PL[u, b]   = LOS-probability-weighted 38.901 pathloss (UMa for macro, UMi for small)
+    X[u, b]    = spatially correlated shadowing field of BS b read at the user (dB)
+    P[u, b]    = tx_power_dbm[b] - PL - X                         (received power, dBm)
+    SINR[u, b] = P[u, b] / (sum_{b' != b} P[u, b'] + noise)       (every BS at full load)
+    rate[u]    = bandwidth / n_b * log2(1 + SINR[u, b]),  b = assoc[u], n_b active users on b
+
+The shadowing field is sampled at reset, so episodes of one twin see one shadowing
+realisation; a new episode draws new users, trajectories and field.
+
+Time line of ``step``: the action applies to the positions (and SINR) that the agent saw,
+rates and rewards are computed there, then users move, leave and arrive, and the next
+observation is computed at the new positions.
+
+Observation of user ``u`` (``features [U, 4 N]`` float32, N = ``num_candidates``), for
+candidate ``k`` (BSs sorted by decreasing SINR)::
+
+    features[u, k]        (SINR_dB - 10) / 20, clipped to [-10, 10]
+    features[u, N + k]    load of the candidate / mean load (n_active / B), clipped to [0, 20]
+    features[u, 2N + k]   1 if the candidate is the user's current BS, else 0
+    features[u, 3N + k]   ln(rate if the user joined / rate_ref) / 5, clipped to [-10, 10]
+
+``action [U]`` int: a candidate index per user (``Discrete(N)``). ``action_mask [U, N]``: a
+user may change BS only on steps where it holds a decision token (probability
+``decision_prob``; asynchronous decisions avoid all users herding at once); otherwise only
+its current BS is legal. A user whose current BS left its candidate set must hand over, and
+every candidate is legal. Illegal actions follow :func:`dtwin_jax.envs.base.legal_action`
+(the first legal candidate). ``agent_mask [U]``: active users.
+
+State and params: :mod:`.types`. ``info`` (per step): ``throughput [U]`` bit/s (0 for
+inactive users), ``cell_edge`` (5th percentile over active users, bit/s),
+``mean_throughput`` (bit/s), ``jain``, ``sum_log_utility`` (sum over active users of
+ln(rate / rate_ref)), ``handovers`` int32 (count), ``num_active`` int32, ``load [B]``
+float32 (users per BS), ``agent_mask [U]`` bool, ``team_reward`` float32 (the network
+utility term ``w_net * mean utility``, the reward the users share).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dtwin_jax import _checks
+from dtwin_jax._params import CONCRETE, Rules
+from dtwin_jax.envs.association import generator, physics
+from dtwin_jax.envs.association.metrics import throughput_metrics
+from dtwin_jax.envs.association.types import AssociationParams, AssociationState
+from dtwin_jax.envs.base import MultiAgentEnv, legal_action
+from dtwin_jax.envs.spaces import Box, Discrete
+from dtwin_jax.mobility import MobilityModel, StreetGraph
+from dtwin_jax.radio import fading, link, pathloss
+
+#: largest ``area_m`` accepted (m)
+MAX_AREA_M = 1.0e5
+#: largest per-twin state accepted by the constructor (bytes, see ``state_bytes``)
+MAX_STATE_BYTES = 256 * 2**20
+#: BSs may sit outside the mobility area by this fraction of its side (per axis)
+BS_AREA_MARGIN = 0.1
+
+
+class AssociationEnv(MultiAgentEnv):
+    """User association twin (see the module docstring).
+
+    Args:
+        num_bs: number of BSs B (static).
+        num_macro: how many of them (the first ones) are UMa macro cells.
+        max_users: user slots U (static); the active count is ``params.num_users``.
+        num_candidates: N, the action space size (<= num_bs).
+        mobility: ``"street"`` (vehicles on ``street_graph``), ``"waypoint"``,
+            ``"gauss_markov"``, ``"playback"`` or a ``MobilityModel`` with
+            ``num_users == max_users`` (e.g. a generated-trajectory model).
+        area_m: side of the square area (m), in (0, ``MAX_AREA_M``], used by the default
+            mobility and the shadowing grid.
+        street_graph: road network of ``"street"`` mobility (default: 11 x 11 grid spanning
+            the area).
+        shadow_cell_m: grid spacing of the shadowing field (m); the grid covers the area.
+        playback_samples: trajectory length T of ``"playback"`` mobility.
+
+    Raises ``ValueError`` when :meth:`state_bytes` exceeds ``MAX_STATE_BYTES``.
+    """
+
+    def __init__(
+        self,
+        num_bs: int = 22,
+        num_macro: int = 4,
+        max_users: int = 256,
+        num_candidates: int = 4,
+        mobility: str | MobilityModel = "street",
+        area_m: float = 2000.0,
+        street_graph: StreetGraph | None = None,
+        shadow_cell_m: float = 10.0,
+        playback_samples: int = 64,
+    ):
+        self.num_bs = _checks.check_int("num_bs", num_bs, lo=1)
+        self.num_macro = _checks.check_int("num_macro", num_macro, lo=0, hi=self.num_bs)
+        self.max_users = _checks.check_int("max_users", max_users, lo=1)
+        self.num_candidates = _checks.check_int(
+            "num_candidates", num_candidates, lo=1, hi=self.num_bs
+        )
+        self.area_m = _checks.check_float("area_m", area_m, lo=0.0, hi=MAX_AREA_M, lo_open=True)
+        self.shadow_cell_m = _checks.check_float(
+            "shadow_cell_m", shadow_cell_m, lo=0.0, hi=self.area_m, lo_open=True
+        )
+        self.num_agents = self.max_users
+        self.grid_shape = fading.grid_shape_for_area(self.area_m, self.area_m, self.shadow_cell_m)
+        need = self.state_bytes()
+        if need > MAX_STATE_BYTES:
+            raise ValueError(
+                f"area_m={self.area_m}, shadow_cell_m={self.shadow_cell_m}, num_bs={self.num_bs},"
+                f" max_users={self.max_users} need about {need / 2**20:.1f} MiB of state per "
+                f"twin; allowed up to {MAX_STATE_BYTES / 2**20:.0f} MiB (MAX_STATE_BYTES)"
+            )
+        self.mobility, self.graph = generator.build_mobility(
+            mobility, self.max_users, self.area_m, street_graph, playback_samples
+        )
+        mob = generator.default_mobility_params(self.mobility, self.area_m)  # outside jit
+        self._default_bs_xy = generator.default_deployment(
+            self.num_bs, self.num_macro, mob.area_min, mob.area_max, graph=self.graph
+        )
+
+    def state_bytes(self) -> int:
+        """Estimated bytes of one twin's state, without the mobility state: the shadowing
+        field plus the per-user arrays (computed from the sizes alone, nothing allocated)."""
+        u, b, n = self.max_users, self.num_bs, self.num_candidates
+        per_user = 4 * b + 4 * n + n + 4 + 1  # sinr, candidates, mask, assoc, active
+        return physics.shadow_bytes(b, self.grid_shape) + u * per_user + 4
+
+    # ------------------------------------------------------------------ params
+    def param_components(self):
+        return {"mobility": self.mobility}
+
+    @property
+    def default_params(self) -> AssociationParams:
+        """Defaults: 46/30 dBm macro/small cells at 25/10 m, 3.5 GHz, 20 MHz, 100 users
+        (at most ``max_users``), 64-step episodes; built without validation (jit-safe)."""
+        b, m = self.num_bs, self.num_macro
+        is_macro = np.arange(b) < m
+        f32 = jnp.float32
+        return AssociationParams(
+            bs_xy=jnp.asarray(self._default_bs_xy),
+            tx_power_dbm=jnp.asarray(np.where(is_macro, 46.0, 30.0), f32),
+            bs_height_m=jnp.asarray(np.where(is_macro, 25.0, 10.0), f32),
+            shadow_sigma_db=jnp.asarray(
+                np.where(is_macro, pathloss.SIGMA_SF_UMA_NLOS, pathloss.SIGMA_SF_UMI_NLOS), f32
+            ),
+            shadow_dcorr_m=jnp.asarray(np.where(is_macro, 50.0, 13.0), f32),
+            fc_ghz=f32(3.5),
+            bandwidth_hz=f32(20e6),
+            noise_figure_db=f32(9.0),
+            ue_height_m=f32(1.5),
+            num_users=jnp.int32(min(100, self.max_users)),
+            churn=f32(0.0),
+            decision_prob=f32(0.25),
+            w_own=f32(1.0),
+            w_net=f32(1.0),
+            w_handover=f32(0.0),
+            rate_ref_bps=f32(1e6),
+            episode_length=jnp.int32(64),
+            mobility=generator.default_mobility_params(self.mobility, self.area_m),
+        )
+
+    def check_params(self, params: AssociationParams, rules: Rules = CONCRETE) -> None:
+        """The ranges of the table in :class:`AssociationParams`, then the mobility's rules."""
+        b, arr = self.num_bs, rules.array
+        arr("tx_power_dbm", params.tx_power_dbm, (b,), -50.0, 80.0)
+        arr("bs_height_m", params.bs_height_m, (b,), 1.0, 300.0)
+        arr("shadow_sigma_db", params.shadow_sigma_db, (b,), 0.0, 30.0)
+        arr("shadow_dcorr_m", params.shadow_dcorr_m, (b,), 0.1)
+        arr("fc_ghz", params.fc_ghz, (), 0.5, 100.0)
+        arr("bandwidth_hz", params.bandwidth_hz, (), 0.0, 1e10, lo_open=True)
+        arr("noise_figure_db", params.noise_figure_db, (), 0.0, 30.0)
+        arr("ue_height_m", params.ue_height_m, (), 1.0, 22.5)
+        arr("num_users", params.num_users, (), 1, self.max_users, integer=True)
+        arr("churn", params.churn, (), 0.0, 1.0)
+        arr("decision_prob", params.decision_prob, (), 0.0, 1.0)
+        for name in ("w_own", "w_net", "w_handover"):
+            arr(name, getattr(params, name), (), 0.0, 1e3)
+        arr("rate_ref_bps", params.rate_ref_bps, (), 0.0, 1e12, lo_open=True)
+        arr("episode_length", params.episode_length, (), 1, 2**30, integer=True)
+        self.mobility.check_params(params.mobility, rules)
+        arr("bs_xy", params.bs_xy, (b, 2))
+        lo, hi = params.mobility.area_min, params.mobility.area_max
+        pad = BS_AREA_MARGIN * (hi - lo)
+        inside = (params.bs_xy >= lo - pad) & (params.bs_xy <= hi + pad)
+        rules.require(
+            inside, f"bs_xy has a BS outside the mobility area [{{}}, {{}}] widened by "
+            f"{BS_AREA_MARGIN} of its sides (BS_AREA_MARGIN); bs_xy = {{}}", lo, hi, params.bs_xy,
+        )
+
+    # ------------------------------------------------------------------ spaces
+    @property
+    def feature_dim(self) -> int:
+        return 4 * self.num_candidates
+
+    def observation_space(self, params=None) -> Box:
+        n, lim = self.num_candidates, physics.FEATURE_LIMIT
+        lo = np.repeat([-lim, 0.0, 0.0, -lim], n).astype(np.float32)
+        hi = np.repeat([lim, physics.LOAD_LIMIT, 1.0, lim], n).astype(np.float32)
+        return Box(lo, hi, (self.feature_dim,))
+
+    def action_space(self, params=None) -> Discrete:
+        return Discrete(self.num_candidates)
+
+    def action_mask(self, state: AssociationState, params=None) -> jax.Array:
+        return state.action_mask
+
+    # ------------------------------------------------------------------ API
+    def reset_env(self, key, params):
+        return self._start(key, params, lambda k: self.mobility.init(k, params.mobility))
+
+    def reset_from(self, key, state, params):
+        """Like :meth:`reset_env`, but the mobility model continues from ``state.mobility``
+        (``MobilityModel.reinit``: e.g. generated mobility renews its trajectory bank)."""
+        return self._start(
+            key, params, lambda k: self.mobility.reinit(k, state.mobility, params.mobility)
+        )
+
+    def _start(self, key, params, init_mobility):
+        """A new episode; ``init_mobility(key) -> mobility state``. Returns (obs, state)."""
+        k_mob, k_shadow, k_tok = jax.random.split(key, 3)
+        mob = init_mobility(k_mob)
+        shadow = physics.sample_shadow(k_shadow, params, self.num_bs, self.grid_shape,
+                                       self.shadow_cell_m)
+        active = generator.initial_active(params.num_users, self.max_users)
+        sinr = physics.sinr(mob.pos, shadow, params, self.num_macro)
+        assoc = jnp.argmax(sinr, axis=-1).astype(jnp.int32)
+        token_u = jax.random.uniform(k_tok, (self.max_users,))
+        return self._observe(token_u, mob, shadow, active, assoc, sinr, jnp.int32(0), params)
+
+    def _observe(self, token_u, mob, shadow, active, assoc, sinr, t, params):
+        obs, cand, mask = physics.observe(token_u, active, assoc, sinr, params,
+                                          self.num_candidates)
+        state = AssociationState(mobility=mob, shadow=shadow, active=active, assoc=assoc,
+                                 sinr=sinr, candidates=cand, action_mask=mask, t=t)
+        return obs, state
+
+    def chosen_bs(self, state: AssociationState, action: jax.Array) -> jax.Array:
+        """BS index ``[U]`` chosen by ``action [U]`` after the rule for illegal actions."""
+        action = legal_action(self.action_space(), jnp.asarray(action), state.action_mask)
+        return jnp.take_along_axis(state.candidates, action[:, None], axis=-1)[:, 0]
+
+    def step_env(self, key, state: AssociationState, action, params):
+        k_mob, k_u = jax.random.split(key)
+        # one draw for churn and decision tokens: each random call is a loop of its own on CPU
+        churn_u, token_u = jax.random.uniform(k_u, (2, self.max_users))
+        active = state.active
+        assoc = self.chosen_bs(state, action)
+        rate, load = link.load_coupled_rate(state.sinr, assoc, params.bandwidth_hz, active)
+        util = physics.log_util(rate, params)
+        handover = active & (assoc != state.assoc)
+        n_act = jnp.maximum(active.sum(), 1).astype(jnp.float32)
+        net_util = jnp.sum(jnp.where(active, util, 0.0)) / n_act
+        reward = params.w_own * util + params.w_net * net_util - params.w_handover * handover
+        reward = jnp.where(active, reward, 0.0)
+        info = throughput_metrics(rate, active)
+        info.update(
+            handovers=handover.sum().astype(jnp.int32),
+            load=load,
+            sum_log_utility=jnp.sum(jnp.where(active, util, 0.0)),
+            team_reward=params.w_net * net_util,
+        )
+
+        mob = self.mobility.step(k_mob, state.mobility, params.mobility)
+        active_next = generator.churn(churn_u, active, params, self.max_users)
+        sinr = physics.sinr(mob.pos, state.shadow, params, self.num_macro)
+        arrived = active_next & ~active
+        assoc = jnp.where(arrived, jnp.argmax(sinr, axis=-1).astype(jnp.int32), assoc)
+        t = state.t + 1
+        obs, state = self._observe(token_u, mob, state.shadow, active_next, assoc, sinr, t,
+                                   params)
+        info["agent_mask"] = active_next
+        truncated = t >= params.episode_length
+        return obs, state, reward, jnp.bool_(False), truncated, info

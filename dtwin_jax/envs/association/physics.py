@@ -1,0 +1,160 @@
+"""Physics and observation of ``association-v0``: received power, full-load SINR, candidates,
+features. Pure functions of arrays; B = num_bs, U = max_users, N = num_candidates.
+
+Shadowing is read in one place (:func:`sample_shadow` at reset, :func:`shadow_db` per step),
+so the shadowing representation can change without touching the rest.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dtwin_jax.envs.base import AgentObs
+from dtwin_jax.radio import fading, link, pathloss
+
+RATE_FLOOR_BPS = 1.0e3  # utilities use max(rate, 1 kbps)
+FEATURE_LIMIT = 10.0
+LOAD_LIMIT = 20.0
+_DB_TO_LN = float(np.log(10.0) / 10.0)  # 10^(x/10) = exp(_DB_TO_LN x)
+_DB_MAX = 300.0  # dB cap of linear powers, as in dtwin_jax.radio.link
+_P_MAX_W = 1e30
+_TINY = 1e-30
+
+
+# ---------------------------------------------------------------------- shadowing
+def sample_shadow(key, params, num_bs: int, grid_shape: tuple[int, int], cell_m: float):
+    """A shadowing field for a new episode: ``values [G_y, G_x, B]`` dB over the area."""
+    return fading.sample_shadowing_field(
+        key,
+        num_bs,
+        grid_shape,
+        params.mobility.area_min,
+        jnp.float32(cell_m),
+        params.shadow_sigma_db,
+        params.shadow_dcorr_m,
+    )
+
+
+def shadow_db(shadow, pos: jax.Array) -> jax.Array:
+    """Shadowing ``[U, B]`` (dB) of every BS at the users' positions ``pos [U, 2]`` (m)."""
+    return fading.shadowing_at(shadow, pos)
+
+
+def shadow_bytes(num_bs: int, grid_shape: tuple[int, int]) -> int:
+    """Bytes of one twin's shadowing state (float32 field)."""
+    return 4 * num_bs * grid_shape[0] * grid_shape[1]
+
+
+# ---------------------------------------------------------------------- links
+def rx_power_w(pos: jax.Array, shadow, params, num_macro: int) -> jax.Array:
+    """Received power (W) ``[U, B]``: tx power - expected pathloss - shadowing.
+
+    The first ``num_macro`` BSs are 38.901 UMa, the others UMi street canyon. The expected
+    pathloss (:func:`~dtwin_jax.radio.pathloss.expected_pathloss`) is folded into the linear
+    power: since ``PL_NLOS >= PL_LOS`` in 38.901,
+    ``P = 10^((P_tx - PL_LOS - X)/10 - 3) (p + (1 - p) 10^(-(PL_NLOS - PL_LOS)/10))``,
+    two exponentials per link instead of a log-sum-exp and a power.
+    """
+    m = num_macro
+    h_ut = params.ue_height_m
+    d2, d3 = link.pairwise_distances(pos, params.bs_xy, h_ut, params.bs_height_m)
+    fc = params.fc_ghz
+    parts = []
+    for sl, los, nlos, p_los in (
+        (slice(0, m), pathloss.uma_los, pathloss.uma_nlos, pathloss.los_probability_uma),
+        (slice(m, None), pathloss.umi_los, pathloss.umi_nlos, pathloss.los_probability_umi),
+    ):
+        h = params.bs_height_m[sl]
+        if h.shape[0]:
+            parts.append((los(d3[:, sl], fc, h, h_ut), nlos(d3[:, sl], fc, h, h_ut),
+                          p_los(d2[:, sl], h_ut)))
+    pl_los, pl_nlos, p = (jnp.concatenate(x, axis=-1) for x in zip(*parts, strict=True))
+    budget_dbw = jnp.minimum(params.tx_power_dbm - 30.0 - pl_los - shadow_db(shadow, pos),
+                             _DB_MAX)
+    nlos_rel = jnp.exp(-_DB_TO_LN * jnp.maximum(pl_nlos - pl_los, 0.0))
+    gain_rel = p + (1.0 - p) * nlos_rel  # in (0, 1]
+    return jnp.clip(jnp.exp(_DB_TO_LN * budget_dbw) * gain_rel, 0.0, _P_MAX_W)
+
+
+def noise_w(params) -> jax.Array:
+    """Thermal noise (W) over the bandwidth, with the UE noise figure."""
+    return link.thermal_noise_w(params.bandwidth_hz, params.noise_figure_db)
+
+
+def sinr(pos: jax.Array, shadow, params, num_macro: int) -> jax.Array:
+    """Full-load SINR (linear) ``[U, B]`` of users at ``pos [U, 2]`` (m).
+
+    As :func:`~dtwin_jax.radio.link.full_load_sinr`, with the interference from the other
+    BSs summed by one matmul with ``1 - I`` (exact zeros, no ``total - own`` cancellation),
+    which XLA runs far faster on CPU than unrolled sums over a short minor axis.
+    """
+    rx = rx_power_w(pos, shadow, params, num_macro)
+    others = 1.0 - jnp.eye(rx.shape[-1], dtype=jnp.float32)
+    interference = jnp.matmul(rx, others, precision=jax.lax.Precision.HIGHEST)
+    noise = jnp.maximum(noise_w(params), 0.0)
+    return jnp.minimum(rx / jnp.maximum(interference + noise, _TINY), link.SINR_MAX)
+
+
+def log_util(rate: jax.Array, params) -> jax.Array:
+    """``ln(max(rate, 1 kbps) / rate_ref)``."""
+    return jnp.log(jnp.maximum(rate, RATE_FLOOR_BPS) / params.rate_ref_bps)
+
+
+# ---------------------------------------------------------------------- observation
+def top_candidates(sinr_lin: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+    """The ``n`` largest entries of ``sinr_lin [U, B]`` per user, best first (ties: lower
+    index first, as ``lax.top_k``): values ``[U, n]`` and one-hot selections ``[U, n, B]``.
+
+    ``n`` rounds of a masked argmax: much faster than ``lax.top_k`` for a small B on CPU.
+    """
+    b_idx = jnp.arange(sinr_lin.shape[-1])
+    vals, sels = [], []
+    cur = sinr_lin
+    for _ in range(n):
+        best = jnp.argmax(cur, axis=-1)
+        vals.append(jnp.max(cur, axis=-1))
+        sel = b_idx == best[:, None]
+        sels.append(sel)
+        cur = jnp.where(sel, -jnp.inf, cur)
+    return jnp.stack(vals, axis=-1), jnp.stack(sels, axis=-2)
+
+
+def observe(token_u, active, assoc, sinr_lin, params, num_candidates: int):
+    """Candidates, action mask and features at the current positions.
+
+    ``token_u [U]``: uniforms in [0, 1) that hand out the decision tokens (a user holding one,
+    or whose current BS left its candidates, may pick any candidate; the others only their
+    current BS). Returns ``(AgentObs, candidates [U, N] int32, mask [U, N] bool)``; see the
+    feature table in :mod:`dtwin_jax.envs.association.env`.
+    """
+    num_bs = sinr_lin.shape[-1]
+    top, sel = top_candidates(sinr_lin, num_candidates)  # [U, N], [U, N, B]
+    b_idx = jnp.arange(num_bs, dtype=jnp.int32)
+    cand = jnp.sum(jnp.where(sel, b_idx, 0), axis=-1)  # [U, N]
+    is_cur = cand == assoc[:, None]
+    has_cur = is_cur.any(-1)
+    token = token_u < params.decision_prob
+    free = token | ~has_cur
+    mask = free[:, None] | is_cur
+
+    on_bs = (assoc[:, None] == b_idx) & active[:, None]  # [U, B]
+    load = on_bs.sum(0).astype(jnp.float32)  # [B]
+    n_act = jnp.maximum(active.sum(), 1).astype(jnp.float32)
+    cand_load = jnp.sum(jnp.where(sel, load, 0.0), axis=-1)  # [U, N]
+    rel_load = cand_load / (n_act / num_bs)
+    join_load = cand_load + 1.0 - is_cur.astype(jnp.float32)
+    share = params.bandwidth_hz / jnp.maximum(join_load, 1.0)
+    rate_join = share * link.spectral_efficiency(top)
+    top_db = link.linear_to_db(top)
+    feats = jnp.concatenate(
+        [
+            jnp.clip((top_db - 10.0) / 20.0, -FEATURE_LIMIT, FEATURE_LIMIT),
+            jnp.clip(rel_load, 0.0, LOAD_LIMIT),
+            is_cur.astype(jnp.float32),
+            jnp.clip(log_util(rate_join, params) / 5.0, -FEATURE_LIMIT, FEATURE_LIMIT),
+        ],
+        axis=-1,
+    )
+    return AgentObs(features=feats, action_mask=mask, agent_mask=active), cand, mask
