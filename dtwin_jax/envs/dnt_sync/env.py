@@ -28,8 +28,13 @@ Actions of BS m (``action_form``):
     "factored"  action [M, U+1] int32 in {0, 1}: factor 0 = update, factor 1+u = serve u.
                 action_mask [M, U+1, 2] bool: value 1 of factor 1+u False outside coverage.
 
-Illegal actions (documented rule): a serve bit for a user outside coverage is dropped; flat
-indices are clipped into range; any nonzero factored value counts as 1.
+Illegal actions (documented rule; the decisions agree in both forms): a value other than a
+legal one counts as 0. Factored form: any value outside {0, 1} is 0 and a masked serve value 1
+becomes 0 - exactly the platform's :func:`~dtwin_jax.envs.base.legal_action` (first legal value
+of each factor). Flat form: an index outside [0, 2^(U+1)) is 0; a masked index keeps its update
+bit and its legal serve bits, i.e. the serve bits of users outside coverage are dropped (the
+factored rule applied bit by bit, rather than the platform's first legal index, which would
+throw the whole decision away).
 
 Observation of BS m (``features [M, 5U + 2 + M]`` f32; agent_mask [M] all True):
 
@@ -214,27 +219,19 @@ class DntSyncEnv(MultiAgentEnv, ParamsMixin):
             return Discrete(2 ** (self.num_users + 1))
         return MultiDiscrete((2,) * (self.num_users + 1))
 
-    def action_mask(self, cov: jax.Array) -> jax.Array:
-        """Mask of every BS from coverage ``cov [M, U]`` (form per the module docstring)."""
+    def action_mask(self, state: DntState, params: DntParams) -> jax.Array:
+        """Mask of every BS in ``state``: ``[M, 2^(U+1)]`` (flat) or ``[M, U+1, 2]``."""
+        cov = physics.coverage(physics.distances(state.mobility.pos, params.bs_xy), params)
         if self.action_form == "flat":
             return physics.flat_mask(cov)
         return physics.factored_mask(cov)
 
-    def decode(self, action: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """``action`` -> ``update [M]`` bool, ``serve [M, U]`` bool (before coverage).
-
-        Raises ValueError at trace time when ``action`` has the wrong shape, TypeError when
-        it is not an integer array."""
-        action = jnp.asarray(action)
-        flat = self.action_form == "flat"
-        want = (self.num_bs,) if flat else (self.num_bs, self.num_users + 1)
-        if action.shape != want:
-            raise ValueError(
-                f"action has shape {action.shape}; expected {want} ({self.action_form} form)"
-            )
-        if not jnp.issubdtype(action.dtype, jnp.integer):
-            raise TypeError(f"action must hold integers, got dtype {action.dtype}")
-        if flat:
+    def decode(self, action: jax.Array, params: DntParams) -> tuple[jax.Array, jax.Array]:
+        """``action`` -> ``update [M]`` bool, ``serve [M, U]`` bool (before coverage; see the
+        rule for illegal actions). Shape and dtype are checked at trace time
+        (:meth:`check_action`: ValueError/TypeError naming ``action``)."""
+        action = self.check_action(action, params)
+        if self.action_form == "flat":
             return physics.decode_flat(action, self.num_users)
         return physics.decode_factored(action)
 
@@ -245,15 +242,13 @@ class DntSyncEnv(MultiAgentEnv, ParamsMixin):
 
     def observe(self, state: DntState, params: DntParams) -> AgentObs:
         """The observation of ``state`` (module docstring)."""
-        pos = state.mobility.pos
-        cov = physics.coverage(physics.distances(pos, params.bs_xy), params)
-        feats = physics.features(pos, state.stale, state.last_update, state.since_update,
-                                 params)
-        return AgentObs(features=feats, action_mask=self.action_mask(cov),
+        feats = physics.features(state.mobility.pos, state.stale, state.last_update,
+                                 state.since_update, params)
+        return AgentObs(features=feats, action_mask=self.action_mask(state, params),
                         agent_mask=jnp.ones(self.num_bs, bool))
 
     def step_env(self, key, state: DntState, action, params: DntParams):
-        update, serve = self.decode(action)
+        update, serve = self.decode(action, params)
         k_draw, k_mob = jax.random.split(key)
         draws = physics.draw_slot(k_draw, self.num_users, self.num_bs, self.num_rbs)
         prediction = self.predictor(state.history).astype(jnp.float32)

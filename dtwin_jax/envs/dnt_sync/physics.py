@@ -78,10 +78,11 @@ def channel_gains(dist: jax.Array, draws: SlotDraws, params: DntParams):
 def decode_flat(action: jax.Array, num_users: int) -> tuple[jax.Array, jax.Array]:
     """Flat actions ``[M]`` -> ``update [M]`` bool, ``serve [M, U]`` bool.
 
-    Bit 0 of the index is the update, bit ``1 + u`` serves user u. Out-of-range indices are
-    clipped to ``[0, 2^(U+1) - 1]`` (documented rule).
+    Bit 0 of the index is the update, bit ``1 + u`` serves user u. An index outside
+    ``[0, 2^(U+1))`` counts as 0 (no update, nobody served).
     """
-    a = jnp.clip(action.astype(jnp.int32), 0, 2 ** (num_users + 1) - 1)
+    a = action.astype(jnp.int32)
+    a = jnp.where((a >= 0) & (a < 2 ** (num_users + 1)), a, 0)
     update = (a & 1) == 1
     bits = jnp.arange(1, num_users + 1, dtype=jnp.int32)
     serve = ((a[:, None] >> bits[None, :]) & 1) == 1
@@ -89,9 +90,9 @@ def decode_flat(action: jax.Array, num_users: int) -> tuple[jax.Array, jax.Array
 
 
 def decode_factored(action: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Factored actions ``[M, U+1]`` (0/1 each; factor 0 update, ``1 + u`` serve u) ->
-    ``update [M]``, ``serve [M, U]``. Any nonzero value counts as 1 (documented rule)."""
-    on = action != 0
+    """Factored actions ``[M, U+1]`` (factor 0 update, ``1 + u`` serve u) -> ``update [M]``,
+    ``serve [M, U]``. A value outside {0, 1} counts as 0."""
+    on = action == 1
     return on[:, 0], on[:, 1:]
 
 
