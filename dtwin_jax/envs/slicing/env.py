@@ -53,7 +53,6 @@ State: :class:`~dtwin_jax.envs.slicing.types.SlicingState`; params:
 
 from __future__ import annotations
 
-import functools
 import math
 from itertools import product
 
@@ -64,7 +63,7 @@ import numpy as np
 from dtwin_jax import _checks
 from dtwin_jax._params import CONCRETE, Rules
 from dtwin_jax.envs.base import Environment, legal_action
-from dtwin_jax.envs.slicing import physics, traffic
+from dtwin_jax.envs.slicing import draws, physics, traffic
 from dtwin_jax.envs.slicing.types import SlicingParams, SlicingState
 from dtwin_jax.envs.spaces import Box, Discrete
 
@@ -238,10 +237,14 @@ class SlicingEnv(Environment):
         return zscore(state.arrived), state
 
     def simulate(self, key, state: SlicingState, rbs: jax.Array, params):
-        """The decision window of ``step`` (:func:`physics.simulate` with per-slot draws from
-        ``key``) -> :class:`~dtwin_jax.envs.slicing.types.WindowResult`."""
-        draw = functools.partial(physics.draw_slot, slice_id=state.slice_id, params=params)
-        return physics.simulate(state, rbs, physics.slot_keys(key, self.num_slots), draw,
+        """The decision window of ``step`` (:func:`physics.simulate` with the draws of
+        :func:`draws.draw_slot` under ``decision_seed(key)``) -> :class:`.types.WindowResult`."""
+        seed = draws.decision_seed(key)
+
+        def draw(t, _):
+            return draws.draw_slot(seed, t, state.slice_id, params)
+
+        return physics.simulate(state, rbs, jnp.arange(self.num_slots, dtype=jnp.int32), draw,
                                 self.queue_len, float(self.bandwidth_hz), params,
                                 self.scan_unroll)
 

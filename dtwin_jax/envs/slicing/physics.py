@@ -1,11 +1,14 @@
 """Packet-level physics of ``slicing-v0``: one decision window of S slots as one ``lax.scan``.
 
-The randomness of a slot is :func:`draw_slot` (``[U]`` shadowing, next inter-arrival, packet
-size); everything else (:func:`run_slot`) is deterministic, so a decision can be replayed from
-:func:`draw_decision` (the tests feed those draws to a NumPy reference).
+The randomness of a slot is :func:`dtwin_jax.envs.slicing.draws.draw_slot` (``[U]``
+shadowing, next inter-arrival, packet size); everything else (:func:`run_slot`) is
+deterministic, so a decision can be replayed from
+:func:`~dtwin_jax.envs.slicing.draws.draw_decision` (the tests feed those draws to a NumPy
+reference).
 
-Queues are ``[Q, U]`` (queue place first, like the authors' simulator; FIFO, packets kept at
-the front). Order of one slot t:
+Queues are FIFO rings ``[Q, U]`` (queue place first, like the authors' simulator): a user's
+m-th packet of the window sits in place ``m mod Q``, so the head is ``delivered mod Q``, the
+tail ``arrived mod Q`` and nothing is ever shifted. Order of one slot t:
 
 1. **Arrivals.** Each user's countdown ``timer`` drops by one; a user whose timer is <= 0
    generates a packet if its queue has room (size ``size_bits[t]``, next timer
@@ -39,7 +42,6 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from dtwin_jax.envs.slicing import traffic
 from dtwin_jax.envs.slicing.traffic import NUM_SLICES, per_user
 from dtwin_jax.envs.slicing.types import SlicingParams, SlicingState, SlotDraws, WindowResult
 from dtwin_jax.radio.pathloss import slicing_pathloss
@@ -57,32 +59,6 @@ def pathloss_db(pos: jax.Array) -> jax.Array:
     the origin; d floored at 1 m)."""
     d_m = jnp.sqrt(jnp.sum(pos * pos, axis=-1))
     return slicing_pathloss(d_m * 1e-3)
-
-
-def draw_slot(key: jax.Array, slice_id: jax.Array, params: SlicingParams) -> SlotDraws:
-    """The random draws of one slot for users of slices ``slice_id [U]``."""
-    k_shadow, k_u = jax.random.split(key)
-    num_users = slice_id.shape[0]
-    z = jax.random.normal(k_shadow, (num_users,), jnp.float32)
-    u = jax.random.uniform(k_u, (2, num_users), jnp.float32)
-    return SlotDraws(
-        shadow_db=params.shadow_sigma_db * z,
-        gap_slots=traffic.gap_slots(slice_id, u[0], params),
-        size_bits=traffic.packet_bits(slice_id, u[1], params),
-    )
-
-
-def slot_keys(key: jax.Array, num_slots: int) -> jax.Array:
-    """``[S]`` keys, one per slot of a decision (:func:`draw_slot` of key t is slot t)."""
-    return jax.random.split(key, num_slots)
-
-
-def draw_decision(key: jax.Array, num_slots: int, slice_id: jax.Array,
-                  params: SlicingParams) -> SlotDraws:
-    """All draws of a decision (``[S, U]`` leaves): exactly the draws :func:`simulate` makes
-    from the same ``key``."""
-    keys = slot_keys(key, num_slots)
-    return jax.vmap(draw_slot, in_axes=(0, None, None))(keys, slice_id, params)
 
 
 def per_slice(x: jax.Array, slice_id: jax.Array) -> jax.Array:
@@ -113,7 +89,7 @@ def round_robin(active: jax.Array, slice_id: jax.Array, rbs: jax.Array, ptr: jax
     n_k = (total >> (_BITS * k)) & mask
     before_k = (excl[ptr] >> (_BITS * k)) & mask  # active users of slice k before its ptr
     base_k = rbs // jnp.maximum(n_k, 1)
-    rem_k = rbs - base_k * n_k
+    rem_k = jnp.where(n_k > 0, rbs - base_k * n_k, 0)
 
     n_u = jnp.maximum(per_user(n_k, slice_id), 1)
     mine = (excl[:-1] >> shift) & mask
@@ -141,14 +117,13 @@ def link_rate(rbs_user: jax.Array, path_db: jax.Array, shadow_db: jax.Array,
 
 @struct.dataclass
 class _Carry:
-    """Scan carry of one window (one twin): queues ``[Q, U]`` (rem, size f32 bit; born int32
-    slot of arrival), ``n [U]`` queued packets, ``timer [U]``, ``ptr [3]``, per-user counters
-    ``[U]`` int32 and ``se_sum`` f32."""
+    """Scan carry of one window (one twin): ring queues ``[Q, U]`` (rem, size f32 bit; born
+    int32 slot of arrival), ``timer [U]``, ``ptr [3]``, per-user counters ``[U]`` int32 and
+    ``se_sum`` f32. Queued packets: ``arrived - delivered``."""
 
     rem: jax.Array
     size: jax.Array
     born: jax.Array
-    n: jax.Array
     timer: jax.Array
     ptr: jax.Array
     arrived: jax.Array
@@ -158,18 +133,30 @@ class _Carry:
     se_sum: jax.Array
 
 
-def _shift_front(x: jax.Array, d: jax.Array) -> jax.Array:
-    """Drop the first ``d [U]`` places of each column of ``x [Q, U]`` (zeros enter at the
-    back): ``out[j] = x[j + d]``; a select chain over d in 0..Q."""
-    q = x.shape[0]
-    zero = jnp.zeros_like(x[0])
-    rows = []
-    for j in range(q):
-        out = x[j]
-        for k in range(1, q - j + 1):
-            out = jnp.where(d == k, x[j + k] if j + k < q else zero, out)
-        rows.append(out)
-    return jnp.stack(rows)
+def _serve(rem: jax.Array, head: jax.Array, n: jax.Array, cap: jax.Array):
+    """Drain ``cap [U]`` bits from the ring queues ``rem [Q, U]`` (``head [U]`` place of the
+    oldest packet, ``n [U]`` packets queued, empty places hold 0) in FIFO order.
+
+    Returns ``(new_rem [Q, U], done [Q, U] bool)``: packets fully sent have ``done``.
+    """
+    q = rem.shape[0]
+    prefix, acc = [], jnp.zeros_like(cap)
+    for p in range(q):  # physical prefix sums
+        acc = acc + rem[p]
+        prefix.append(acc)
+    total = acc
+    before_head = jnp.zeros_like(cap)
+    for p in range(q - 1):
+        before_head = jnp.where(head == p + 1, prefix[p], before_head)
+    new_rem, done = [], []
+    for p in range(q):
+        wrapped = p < head
+        cum = prefix[p] - before_head + jnp.where(wrapped, total, 0.0)  # FIFO order sum
+        logical = jnp.where(wrapped, p - head + q, p - head)
+        queued = logical < n
+        new_rem.append(jnp.where(queued, jnp.clip(cum - cap, 0.0, rem[p]), 0.0))
+        done.append(queued & (cum <= cap))
+    return jnp.stack(new_rem), jnp.stack(done)
 
 
 def run_slot(carry: _Carry, t: jax.Array, draws: SlotDraws, slice_id: jax.Array,
@@ -181,39 +168,32 @@ def run_slot(carry: _Carry, t: jax.Array, draws: SlotDraws, slice_id: jax.Array,
     # 1. arrivals
     timer = carry.timer - 1
     due = timer <= 0
-    room = carry.n < q
+    room = carry.arrived - carry.delivered < q
     arrive = due & room
-    at = arrive[None, :] & (places == carry.n[None, :])
+    at = arrive[None, :] & (places == carry.arrived[None, :] % q)
     rem = jnp.where(at, draws.size_bits[None, :], carry.rem)
     size = jnp.where(at, draws.size_bits[None, :], carry.size)
     born = jnp.where(at, t, carry.born)
-    n = carry.n + arrive
+    arrived = carry.arrived + arrive
     timer = jnp.where(arrive, draws.gap_slots, timer)
+    n = arrived - carry.delivered
     # 2-3. scheduling and rates
     rbs_user, ptr = round_robin(n > 0, slice_id, rbs, carry.ptr)
     rate = link_rate(rbs_user, path_db, draws.shadow_db, params)
-    # 4. service, front to back
-    cap = rate * params.slot_s
-    served = rbs_user > 0
-    cum = jnp.zeros_like(cap)
-    new_rem, done = [], []
-    for j in range(q):
-        cum = cum + rem[j]
-        new_rem.append(jnp.clip(cum - cap, 0.0, rem[j]))
-        done.append(served & (j < n) & (cum <= cap))
-    new_rem, done = jnp.stack(new_rem), jnp.stack(done)
+    # 4. service, oldest packet first
+    new_rem, done = _serve(rem, carry.delivered % q, n, rate * params.slot_s)
+    done = done & (rbs_user > 0)
     # 5. SLA of the packets delivered now
     lat_slots = t - born + 1  # [Q, U]
     lat = lat_slots.astype(jnp.float32) * params.slot_s  # s
     sla_rate = per_user(params.sla_rate_bps, slice_id)
     fast = jnp.where(lat_slots == 1, rate >= sla_rate, size >= sla_rate * lat)
     ok = done & fast & (lat < per_user(params.sla_delay_s, slice_id))
-    d = jnp.sum(done, axis=0).astype(jnp.int32)
     return _Carry(
-        rem=_shift_front(new_rem, d), size=_shift_front(size, d), born=_shift_front(born, d),
-        n=n - d, timer=timer, ptr=ptr,
-        arrived=carry.arrived + arrive, delivered=carry.delivered + d,
-        satisfied=carry.satisfied + jnp.sum(ok, axis=0).astype(jnp.int32),
+        rem=jnp.where(done, 0.0, new_rem), size=size, born=born, timer=timer, ptr=ptr,
+        arrived=arrived,
+        delivered=carry.delivered + jnp.sum(done, axis=0, dtype=jnp.int32),
+        satisfied=carry.satisfied + jnp.sum(ok, axis=0, dtype=jnp.int32),
         blocked=carry.blocked + (due & ~room),
         se_sum=carry.se_sum + jnp.sum(rate) / total_bw_hz,  # 6. SE
     )
@@ -226,9 +206,10 @@ def simulate(state: SlicingState, rbs: jax.Array, xs, draw_fn, queue_len: int,
     Args:
         state: the twin's state (users, slices, pathloss, arrival timers).
         rbs: [3] int32, RBs of each slice for this decision.
-        xs: per-slot scan inputs, ``[S, ...]``: keys (:func:`slot_keys`) or draws.
-        draw_fn: ``x -> SlotDraws``: :func:`draw_slot` bound to the state's slices and the
-            params for keys, the identity for replayed draws.
+        xs: per-slot scan inputs with a leading ``[S]`` axis: slot indices ``arange(S)``
+            or replayed :class:`SlotDraws`.
+        draw_fn: ``(t, x) -> SlotDraws``: :func:`~dtwin_jax.envs.slicing.draws.draw_slot`
+            bound to a seed, the slices and the params; ``lambda t, x: x`` for replay.
         queue_len: Q.
         total_bw_hz: total bandwidth (the denominator of the SE).
         unroll: ``lax.scan`` unroll factor (speed only).
@@ -237,18 +218,18 @@ def simulate(state: SlicingState, rbs: jax.Array, xs, draw_fn, queue_len: int,
     zq_f = jnp.zeros((queue_len, num_users), jnp.float32)
     zu = jnp.zeros(num_users, jnp.int32)
     init = _Carry(rem=zq_f, size=zq_f, born=jnp.zeros((queue_len, num_users), jnp.int32),
-                  n=zu, timer=state.timer, ptr=jnp.zeros(NUM_SLICES, jnp.int32),
+                  timer=state.timer, ptr=jnp.zeros(NUM_SLICES, jnp.int32),
                   arrived=zu, delivered=zu, satisfied=zu, blocked=zu,
                   se_sum=jnp.float32(0.0))
     num_slots = jax.tree.leaves(xs)[0].shape[0]
 
     def body(carry, x):
         c, t = carry
-        c = run_slot(c, t, draw_fn(x), state.slice_id, state.pathloss_db, rbs, total_bw_hz,
-                     params)
+        c = run_slot(c, t, draw_fn(t, x), state.slice_id, state.pathloss_db, rbs,
+                     total_bw_hz, params)
         return (c, t + 1), None
 
     (c, _), _ = jax.lax.scan(body, (init, jnp.int32(0)), xs, unroll=unroll)
     return WindowResult(arrived=c.arrived, delivered=c.delivered, satisfied=c.satisfied,
-                        blocked=c.blocked, dropped=c.n, se=c.se_sum / num_slots,
-                        timer=c.timer)
+                        blocked=c.blocked, dropped=c.arrived - c.delivered,
+                        se=c.se_sum / num_slots, timer=c.timer)
