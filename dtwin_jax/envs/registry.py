@@ -32,3 +32,4 @@ def make(env_id: str, **kwargs) -> Environment:
 
 register("association-v0", "dtwin_jax.envs.association:AssociationEnv")
 register("dnt-sync-v0", "dtwin_jax.envs.dnt_sync:DntSyncEnv")
+register("slicing-v0", "dtwin_jax.envs.slicing:SlicingEnv")
