@@ -60,21 +60,26 @@ def _np_pathloss(d2, d3, fc, h_bs, h_ut, macro):
     return -10 * lg(p * 10 ** (-los / 10) + (1 - p) * 10 ** (-nlos / 10))
 
 
-def _np_bilinear(values, origin, cell, pos):
-    _, gy, gx = values.shape
-    f = (pos - origin) / cell
-    fx, fy = np.clip(f[:, 0], 0, gx - 1), np.clip(f[:, 1], 0, gy - 1)
-    ix = np.minimum(np.floor(fx).astype(int), gx - 2)
-    iy = np.minimum(np.floor(fy).astype(int), gy - 2)
-    tx, ty = fx - ix, fy - iy
-    v = values
-    out = ((1 - tx) * (1 - ty) * v[:, iy, ix] + tx * (1 - ty) * v[:, iy, ix + 1]
-           + (1 - tx) * ty * v[:, iy + 1, ix] + tx * ty * v[:, iy + 1, ix + 1])
-    return out.T  # [U, B]
+def _np_tile_lookup(tile, pos):
+    """Shadowing [U, B] of a periodic tile at ``pos`` (float64 NumPy): symmetry, shift, wrap,
+    bilinear interpolation."""
+    v = np.asarray(tile.values, np.float64)[:-1, :-1]  # [T, T, B] without the wrapped copy
+    t = v.shape[0]
+    p = np.asarray(pos, np.float64)
+    if bool(tile.swap):
+        p = p[:, ::-1]
+    p = np.where(np.asarray(tile.flip), -p, p) + np.asarray(tile.offset, np.float64)
+    f = np.mod(p / float(tile.cell_size), t)
+    ix, iy = np.floor(f[:, 0]).astype(int) % t, np.floor(f[:, 1]).astype(int) % t
+    tx, ty = f[:, 0] - np.floor(f[:, 0]), f[:, 1] - np.floor(f[:, 1])
+    jx, jy = (ix + 1) % t, (iy + 1) % t
+    tx, ty = tx[:, None], ty[:, None]
+    return ((1 - tx) * (1 - ty) * v[iy, ix] + tx * (1 - ty) * v[iy, jx]
+            + (1 - tx) * ty * v[jy, ix] + tx * ty * v[jy, jx])  # [U, B]
 
 
 def np_sinr(env, params, state):
-    """Full-load SINR [U, B] from positions and the shadowing field, all in float64 NumPy."""
+    """Full-load SINR [U, B] from positions and the shadowing tile, all in float64 NumPy."""
     pos = np.asarray(state.mobility.pos, np.float64)
     bs = np.asarray(params.bs_xy, np.float64)
     h_bs = np.asarray(params.bs_height_m, np.float64)
@@ -84,8 +89,7 @@ def np_sinr(env, params, state):
     macro = np.arange(env.num_bs) < env.num_macro
     pl = np.where(macro, _np_pathloss(d2, d3, float(params.fc_ghz), h_bs, h_ut, True),
                   _np_pathloss(d2, d3, float(params.fc_ghz), h_bs, h_ut, False))
-    shadow = _np_bilinear(np.moveaxis(np.asarray(state.shadow.values, np.float64), -1, 0),
-                          np.asarray(state.shadow.origin), float(state.shadow.cell_size), pos)
+    shadow = _np_tile_lookup(state.shadow, pos)
     rx_w = 10 ** ((np.asarray(params.tx_power_dbm) - pl - shadow - 30) / 10)
     noise_w = 10 ** ((-174 + 10 * np.log10(float(params.bandwidth_hz))
                       + float(params.noise_figure_db) - 30) / 10)
@@ -231,3 +235,18 @@ def test_masked_quantile_matches_numpy():
             got = float(masked_quantile(jnp.asarray(x), jnp.asarray(mask), q))
             np.testing.assert_allclose(got, np.quantile(x[mask], q), rtol=1e-5)
     assert float(masked_quantile(jnp.ones(4), jnp.zeros(4, bool), 0.05)) == 0.0
+
+
+def test_auto_reset_keeps_the_shadowing_tile_and_moves_it(env, params, fns):
+    reset, _ = fns
+    _, state = reset(jax.random.PRNGKey(5), params)
+    _, again = jax.jit(env.reset_from)(jax.random.PRNGKey(6), state, params)
+    np.testing.assert_array_equal(again.shadow.values, state.shadow.values)
+    assert not np.allclose(again.shadow.offset, state.shadow.offset)
+    _, fresh = reset(jax.random.PRNGKey(7), params)  # a new twin draws a new tile
+    assert not np.allclose(fresh.shadow.values, state.shadow.values)
+    # the twin's shadowing state is the tile: (T + 1)^2 B floats, T covering the 300 m area
+    assert state.shadow.values.shape == (31, 31, env.num_bs)
+    big = AssociationEnv(num_bs=22, num_macro=4, max_users=256)
+    leaves = jax.tree.leaves(jax.eval_shape(big.reset, jax.random.PRNGKey(0))[1])
+    assert sum(x.size * x.dtype.itemsize for x in leaves) < 500_000

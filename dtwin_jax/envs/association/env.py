@@ -15,8 +15,11 @@ Physics of one step (``U`` users, ``B`` BSs; :mod:`.physics`)::
     SINR[u, b] = P[u, b] / (sum_{b' != b} P[u, b'] + noise)       (every BS at full load)
     rate[u]    = bandwidth / n_b * log2(1 + SINR[u, b]),  b = assoc[u], n_b active users on b
 
-The shadowing field is sampled at reset, so episodes of one twin see one shadowing
-realisation; a new episode draws new users, trajectories and field.
+Shadowing is a periodic tile per twin (:mod:`dtwin_jax.radio.periodic_shadowing`: exact
+separable exponential correlation within the period, ``shadow_tile_cells`` x
+``shadow_cell_m``, 640 m by default), drawn by ``reset`` and kept by auto-resets, which place
+it at a new random offset and symmetry: an episode start costs about one step and a twin's
+state stays small (372 kB of tile at 22 BSs). A new episode draws new users and trajectories.
 
 Time line of ``step``: the action applies to the positions (and SINR) that the agent saw,
 rates and rewards are computed there, then users move, leave and arrive, and the next
@@ -41,8 +44,8 @@ State and params: :mod:`.types`. ``info`` (per step): ``throughput [U]`` bit/s (
 inactive users), ``cell_edge`` (5th percentile over active users, bit/s),
 ``mean_throughput`` (bit/s), ``jain``, ``sum_log_utility`` (sum over active users of
 ln(rate / rate_ref)), ``handovers`` int32 (count), ``num_active`` int32, ``load [B]``
-float32 (users per BS), ``agent_mask [U]`` bool, ``team_reward`` float32 (the network
-utility term ``w_net * mean utility``, the reward the users share).
+float32 (users per BS), ``agent_mask [U]`` bool. The users' rewards mix own and network
+utility, so the env is not purely cooperative and reports no ``team_reward``.
 """
 
 from __future__ import annotations
@@ -59,8 +62,10 @@ from dtwin_jax.envs.association.types import AssociationParams, AssociationState
 from dtwin_jax.envs.base import MultiAgentEnv, legal_action
 from dtwin_jax.envs.spaces import Box, Discrete
 from dtwin_jax.mobility import MobilityModel, StreetGraph
-from dtwin_jax.radio import fading, link, pathloss
+from dtwin_jax.radio import link, pathloss
 
+#: default largest shadowing tile period in cells (64 x 10 m = 640 m; 372 kB for 22 BSs)
+DEFAULT_TILE_CELLS = 64
 #: largest ``area_m`` accepted (m)
 MAX_AREA_M = 1.0e5
 #: largest per-twin state accepted by the constructor (bytes, see ``state_bytes``)
@@ -84,7 +89,10 @@ class AssociationEnv(MultiAgentEnv):
             mobility and the shadowing grid.
         street_graph: road network of ``"street"`` mobility (default: 11 x 11 grid spanning
             the area).
-        shadow_cell_m: grid spacing of the shadowing field (m); the grid covers the area.
+        shadow_cell_m: grid spacing of the shadowing tile (m).
+        shadow_tile_cells: period T of the shadowing tile in cells (default: enough cells to
+            cover the area, at most ``DEFAULT_TILE_CELLS``); the shadowing repeats every
+            ``T * shadow_cell_m`` metres (see :mod:`dtwin_jax.radio.periodic_shadowing`).
         playback_samples: trajectory length T of ``"playback"`` mobility.
 
     Raises ``ValueError`` when :meth:`state_bytes` exceeds ``MAX_STATE_BYTES``.
@@ -101,6 +109,7 @@ class AssociationEnv(MultiAgentEnv):
         street_graph: StreetGraph | None = None,
         shadow_cell_m: float = 10.0,
         playback_samples: int = 64,
+        shadow_tile_cells: int | None = None,
     ):
         self.num_bs = _checks.check_int("num_bs", num_bs, lo=1)
         self.num_macro = _checks.check_int("num_macro", num_macro, lo=0, hi=self.num_bs)
@@ -113,11 +122,16 @@ class AssociationEnv(MultiAgentEnv):
             "shadow_cell_m", shadow_cell_m, lo=0.0, hi=self.area_m, lo_open=True
         )
         self.num_agents = self.max_users
-        self.grid_shape = fading.grid_shape_for_area(self.area_m, self.area_m, self.shadow_cell_m)
+        cover = max(2, int(np.ceil(self.area_m / self.shadow_cell_m)))
+        self.shadow_tile_cells = _checks.check_int(
+            "shadow_tile_cells",
+            min(cover, DEFAULT_TILE_CELLS) if shadow_tile_cells is None else shadow_tile_cells,
+            lo=2, hi=4096,
+        )
         need = self.state_bytes()
         if need > MAX_STATE_BYTES:
             raise ValueError(
-                f"area_m={self.area_m}, shadow_cell_m={self.shadow_cell_m}, num_bs={self.num_bs},"
+                f"shadow_tile_cells={self.shadow_tile_cells}, num_bs={self.num_bs},"
                 f" max_users={self.max_users} need about {need / 2**20:.1f} MiB of state per "
                 f"twin; allowed up to {MAX_STATE_BYTES / 2**20:.0f} MiB (MAX_STATE_BYTES)"
             )
@@ -131,10 +145,10 @@ class AssociationEnv(MultiAgentEnv):
 
     def state_bytes(self) -> int:
         """Estimated bytes of one twin's state, without the mobility state: the shadowing
-        field plus the per-user arrays (computed from the sizes alone, nothing allocated)."""
+        tile plus the per-user arrays (computed from the sizes alone, nothing allocated)."""
         u, b, n = self.max_users, self.num_bs, self.num_candidates
         per_user = 4 * b + 4 * n + n + 4 + 1  # sinr, candidates, mask, assoc, active
-        return physics.shadow_bytes(b, self.grid_shape) + u * per_user + 4
+        return physics.shadow_bytes(b, self.shadow_tile_cells) + u * per_user + 4
 
     # ------------------------------------------------------------------ params
     def param_components(self):
@@ -217,21 +231,29 @@ class AssociationEnv(MultiAgentEnv):
 
     # ------------------------------------------------------------------ API
     def reset_env(self, key, params):
-        return self._start(key, params, lambda k: self.mobility.init(k, params.mobility))
-
-    def reset_from(self, key, state, params):
-        """Like :meth:`reset_env`, but the mobility model continues from ``state.mobility``
-        (``MobilityModel.reinit``: e.g. generated mobility renews its trajectory bank)."""
+        """A new twin: draws its shadowing tile (the costly part) and users."""
         return self._start(
-            key, params, lambda k: self.mobility.reinit(k, state.mobility, params.mobility)
+            key, params, lambda k: self.mobility.init(k, params.mobility),
+            lambda k: physics.sample_shadow(k, params, self.num_bs, self.shadow_tile_cells,
+                                            self.shadow_cell_m),
         )
 
-    def _start(self, key, params, init_mobility):
-        """A new episode; ``init_mobility(key) -> mobility state``. Returns (obs, state)."""
+    def reset_from(self, key, state, params):
+        """The next episode of a twin (auto-resets): the shadowing tile is kept and re-placed
+        at a random offset and symmetry, and the mobility model continues from
+        ``state.mobility`` (``MobilityModel.reinit``: e.g. generated mobility renews its
+        trajectory bank). Costs about one step."""
+        return self._start(
+            key, params, lambda k: self.mobility.reinit(k, state.mobility, params.mobility),
+            lambda k: physics.replace_shadow(k, state.shadow),
+        )
+
+    def _start(self, key, params, init_mobility, init_shadow):
+        """A new episode; ``init_mobility(key) -> mobility state``, ``init_shadow(key) ->
+        shadowing tile``. Returns (obs, state)."""
         k_mob, k_shadow, k_tok = jax.random.split(key, 3)
         mob = init_mobility(k_mob)
-        shadow = physics.sample_shadow(k_shadow, params, self.num_bs, self.grid_shape,
-                                       self.shadow_cell_m)
+        shadow = init_shadow(k_shadow)
         active = generator.initial_active(params.num_users, self.max_users)
         sinr = physics.sinr(mob.pos, shadow, params, self.num_macro)
         assoc = jnp.argmax(sinr, axis=-1).astype(jnp.int32)
@@ -268,7 +290,6 @@ class AssociationEnv(MultiAgentEnv):
             handovers=handover.sum().astype(jnp.int32),
             load=load,
             sum_log_utility=jnp.sum(jnp.where(active, util, 0.0)),
-            team_reward=params.w_net * net_util,
         )
 
         mob = self.mobility.step(k_mob, state.mobility, params.mobility)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dtwin_jax.envs.base import AgentObs
-from dtwin_jax.radio import fading, link, pathloss
+from dtwin_jax.radio import link, pathloss, periodic_shadowing
 
 RATE_FLOOR_BPS = 1.0e3  # utilities use max(rate, 1 kbps)
 FEATURE_LIMIT = 10.0
@@ -24,27 +24,32 @@ _TINY = 1e-30
 
 
 # ---------------------------------------------------------------------- shadowing
-def sample_shadow(key, params, num_bs: int, grid_shape: tuple[int, int], cell_m: float):
-    """A shadowing field for a new episode: ``values [G_y, G_x, B]`` dB over the area."""
-    return fading.sample_shadowing_field(
-        key,
-        num_bs,
-        grid_shape,
-        params.mobility.area_min,
-        jnp.float32(cell_m),
-        params.shadow_sigma_db,
+def sample_shadow(key, params, num_bs: int, tile_cells: int, cell_m: float):
+    """A twin's shadowing tile (:mod:`dtwin_jax.radio.periodic_shadowing`), drawn when the twin
+    is created (``reset``) and re-placed at every later episode start: ``values [T+1, T+1, B]``
+    dB, placed at a random offset and symmetry."""
+    k_draw, k_place = jax.random.split(key)
+    tile = periodic_shadowing.sample_shadowing_tile(
+        k_draw, num_bs, tile_cells, jnp.float32(cell_m), params.shadow_sigma_db,
         params.shadow_dcorr_m,
     )
+    return periodic_shadowing.reposition_tile(k_place, tile)
+
+
+def replace_shadow(key, shadow):
+    """The same tile for a new episode: a new random offset and symmetry (a few random
+    numbers: the cheap part of an auto-reset)."""
+    return periodic_shadowing.reposition_tile(key, shadow)
 
 
 def shadow_db(shadow, pos: jax.Array) -> jax.Array:
     """Shadowing ``[U, B]`` (dB) of every BS at the users' positions ``pos [U, 2]`` (m)."""
-    return fading.shadowing_at(shadow, pos)
+    return periodic_shadowing.tile_shadowing_at(shadow, pos)
 
 
-def shadow_bytes(num_bs: int, grid_shape: tuple[int, int]) -> int:
-    """Bytes of one twin's shadowing state (float32 field)."""
-    return 4 * num_bs * grid_shape[0] * grid_shape[1]
+def shadow_bytes(num_bs: int, tile_cells: int) -> int:
+    """Bytes of one twin's shadowing state (the float32 tile and its placement)."""
+    return periodic_shadowing.tile_bytes(tile_cells, num_bs) + 4 * 4 + 3
 
 
 # ---------------------------------------------------------------------- links

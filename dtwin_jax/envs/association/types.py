@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 from flax import struct
 
-from dtwin_jax.radio import fading
+from dtwin_jax.radio import periodic_shadowing
 
 
 @struct.dataclass
@@ -65,7 +65,7 @@ class AssociationState:
     field        shape       dtype    meaning (unit)
     ===========  ==========  =======  ================================================
     mobility     --          --       mobility-model state; ``mobility.pos [U, 2]`` (m)
-    shadow       --          --       ``ShadowingField``, ``values [G_y, G_x, B]`` (dB)
+    shadow       --          --       ``ShadowingTile``, ``values [T+1, T+1, B]`` (dB)
     active       [U]         bool     users present in the network
     assoc        [U]         int32    serving BS of each user (kept when inactive)
     sinr         [U, B]      float32  full-load SINR (linear) at the current positions
@@ -76,7 +76,7 @@ class AssociationState:
     """
 
     mobility: object
-    shadow: fading.ShadowingField
+    shadow: periodic_shadowing.ShadowingTile
     active: jax.Array
     assoc: jax.Array
     sinr: jax.Array
