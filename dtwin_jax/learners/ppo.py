@@ -6,6 +6,11 @@ is a ``lax.scan`` over updates, so ``jax.jit(train)(key)`` is a whole training r
 ``num_envs`` twins (a :class:`~dtwin_jax.envs.wrappers.VecEnv`), then runs ``update_epochs``
 passes of ``num_minibatches`` shuffled minibatches of Adam on the PPO loss.
 
+Action spaces: ``Discrete`` (shape ``()``), ``MultiDiscrete`` (factored categorical with a mask
+per factor), ``Box`` (tanh-squashed Gaussian onto finite bounds, or a clipped Gaussian) and
+``Simplex`` (Dirichlet), single- or multi-agent; any other space raises ``TypeError``
+(:func:`action_spec`). Rollouts are collected by :func:`dtwin_jax.learners.common.env_step`.
+
 Multi-agent envs (:class:`~dtwin_jax.envs.base.MultiAgentEnv`) share one policy: every live
 agent's transition is one sample (the agent axis is folded into the batch), and the network runs
 once per step on ``[num_envs, A, D]``. Losses, advantage normalisation and metrics use only
@@ -19,8 +24,9 @@ The true next state is ``s_{t+1}`` if the episode goes on, but on a truncation `
 the *reset* state of the next episode, so ``V'_t`` is then the critic's value of
 ``info["final_observation"]`` (the state the time limit cut off): a time limit bootstraps, a
 termination does not, and neither lets the advantage trace leak into the next episode.
-The extra critic pass on ``final_observation`` is skipped (``lax.cond``) on steps where no twin
-truncated. An agent that is live before a step and gone after it (``agent_mask`` of the
+The critic's value of the true next state is computed for every step in one batched pass after
+the rollout (no ``lax.cond``, which a batched predicate would turn into a ``select`` under a
+vmap over seeds). An agent that is live before a step and gone after it (``agent_mask`` of the
 final observation) is treated as terminated for itself.
 """
 
@@ -28,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import chex
 import jax
@@ -38,9 +44,9 @@ from flax.training.train_state import TrainState
 
 from dtwin_jax._checks import check_choice, check_float, check_int
 from dtwin_jax.envs.base import AgentObs, Environment, MultiAgentEnv
-from dtwin_jax.envs.spaces import Discrete
-from dtwin_jax.envs.wrappers import VecEnv
-from dtwin_jax.learners.nets import ACTIVATIONS, ActorCritic, masked_categorical, masked_logits
+from dtwin_jax.learners import common
+from dtwin_jax.learners.common import Collector, masked_mean
+from dtwin_jax.learners.nets import ACTIVATIONS, ActionSpec, ActorCritic, policy_distribution
 from dtwin_jax.learners.progress import ProgressBar
 
 #: names of the metrics every update reports (``info_keys`` entries are added under their names)
@@ -65,7 +71,8 @@ class PPOConfig:
     agents); ``num_updates = total_timesteps // (num_envs * num_steps)``. ``lr`` decays linearly
     to 0 over the run when ``anneal_lr``. ``info_keys`` names entries of the env's ``info`` whose
     mean over each update is reported in the metrics (per-agent ``[A]`` entries are averaged over
-    ``info["agent_mask"]`` when the env provides it).
+    ``info["agent_mask"]`` when the env provides it). ``squash_box``: a ``Box`` policy is a
+    tanh-squashed Gaussian mapped onto the finite bounds (else a Gaussian clipped to them).
     """
 
     num_envs: int = 4
@@ -84,6 +91,7 @@ class PPOConfig:
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
     info_keys: tuple[str, ...] = ()
+    squash_box: bool = True
 
     def __post_init__(self):
         check_int("num_envs", self.num_envs, lo=1)
@@ -97,8 +105,9 @@ class PPOConfig:
                 f"{self.num_envs * self.num_steps}"
             )
         check_float("lr", self.lr, 0.0, lo_open=True)
-        if not isinstance(self.anneal_lr, bool):
-            raise TypeError(f"anneal_lr must be a bool, got {self.anneal_lr!r}")
+        for name in ("anneal_lr", "squash_box"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         check_float("gamma", self.gamma, 0.0, 1.0)
         check_float("gae_lambda", self.gae_lambda, 0.0, 1.0)
         check_float("clip_eps", self.clip_eps, 0.0, lo_open=True)
@@ -109,13 +118,8 @@ class PPOConfig:
         for i, width in enumerate(self.hidden_sizes):
             check_int(f"hidden_sizes[{i}]", width, lo=1)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
-        object.__setattr__(self, "info_keys", tuple(self.info_keys))
-        for key in self.info_keys:
-            if not isinstance(key, str):
-                raise TypeError(f"info_keys entries must be str, got {key!r}")
-            if key in METRIC_NAMES:
-                raise ValueError(f"info_keys entry {key!r} clashes with a metric name; "
-                                 f"not allowed: {list(METRIC_NAMES)}")
+        object.__setattr__(self, "info_keys",
+                           common.validate_info_keys(self.info_keys, METRIC_NAMES))
 
     @property
     def num_updates(self) -> int:
@@ -125,31 +129,28 @@ class PPOConfig:
 class RunnerState(NamedTuple):
     """The carry of the training scan (what ``train`` returns first).
 
-    ``episode_acc [E]``: return so far of each twin's running episode; ``last_return``: mean
-    return of the episodes completed in the latest update that completed any (NaN before).
+    ``collector``: the twins' state and current observations (:class:`common.Collector`);
+    ``last_return``: mean return of the episodes completed in the latest update that completed
+    any (NaN before).
     """
 
     train_state: TrainState
-    env_state: Any
-    obs: Any
-    episode_acc: jax.Array
+    collector: Collector
     last_return: jax.Array
     key: jax.Array
 
 
-class Transition(NamedTuple):
-    """One vector step with the agent axis explicit: leading axes ``[E, A]`` (``[T, E, A]``)."""
+class Batch(NamedTuple):
+    """The samples of one update, flattened to agent-steps ``[T * E * A, ...]``."""
 
-    features: jax.Array  # [E, A, D] float32
-    action_mask: jax.Array | None  # [E, A, N] bool, None for a single-agent env
-    live: jax.Array  # [E, A] bool, agents that acted
-    action: jax.Array  # [E, A] int32
-    log_prob: jax.Array  # [E, A]
-    value: jax.Array  # [E, A]
-    reward: jax.Array  # [E, A]
-    terminated: jax.Array  # [E, A] bool, per agent (twin terminated or agent vanished)
-    done: jax.Array  # [E, A] bool, the advantage trace stops here
-    boot_value: jax.Array  # [E, A] critic value of the final observation (0 if not truncated)
+    features: jax.Array  # [N, D] float32
+    action_mask: jax.Array | None  # [N, *mask_shape] bool
+    live: jax.Array  # [N] bool
+    action: jax.Array  # [N, *raw_shape]
+    log_prob: jax.Array  # [N]
+    value: jax.Array  # [N]
+    advantage: jax.Array  # [N]
+    target: jax.Array  # [N]
 
 
 def compute_gae(
@@ -180,31 +181,15 @@ def compute_gae(
     return adv, adv + values
 
 
-def _agent_view(obs, multi: bool) -> tuple[jax.Array, jax.Array | None, jax.Array]:
-    """``(features [..., A, D], action_mask [..., A, N] | None, agent_mask [..., A])``.
-
-    ``obs`` has one leading batch axis (twins); a single-agent obs becomes one agent.
-    """
-    if multi:
-        return obs.features.astype(jnp.float32), obs.action_mask, obs.agent_mask
-    feats = jnp.reshape(obs, (obs.shape[0], 1, -1)).astype(jnp.float32)
-    return feats, None, jnp.ones(feats.shape[:2], bool)
-
-
-def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
-    """Mean of ``x`` where ``mask`` (0 if none); masked-out entries may hold any finite value."""
-    return jnp.where(mask, x, 0.0).sum() / jnp.maximum(mask.sum(), 1)
-
-
-def _num_actions(env: Environment, params) -> int:
-    space = env.action_space(params)
-    if not isinstance(space, Discrete) or space.shape != ():
-        raise TypeError(f"PPO needs a scalar Discrete action space per agent, got {space}")
-    return space.n
+def action_spec(config: PPOConfig, env: Environment, params) -> ActionSpec:
+    """The :class:`ActionSpec` PPO uses for ``env``: Discrete (shape ``()``), MultiDiscrete,
+    Box and Simplex actions are accepted; any other space raises ``TypeError``."""
+    return ActionSpec.from_space(env.action_space(params), config.squash_box, learner="PPO")
 
 
 def _network(config: PPOConfig, env: Environment, params) -> ActorCritic:
-    return ActorCritic(_num_actions(env, params), config.hidden_sizes, config.activation)
+    spec = action_spec(config, env, params)
+    return ActorCritic(hidden_sizes=config.hidden_sizes, activation=config.activation, spec=spec)
 
 
 def make_train(
@@ -221,15 +206,14 @@ def make_train(
     (heterogeneous twins). ``metrics`` maps :data:`METRIC_NAMES` and ``config.info_keys`` to
     ``[num_updates]`` float32 arrays: ``reward`` (mean per live agent-step), ``episode_return``
     (mean over episodes completed in the update of the per-twin return, a twin's step reward
-    being its mean over live agents; carried from the previous update if none completed, NaN
-    before the first), ``episodes`` (count completed), the loss terms, ``entropy``,
-    ``approx_kl`` and ``clip_frac`` (means over epochs and minibatches). ``progress=True`` shows
-    a tqdm bar over updates.
+    being its mean over live agents, or ``info["team_reward"]``; carried from the previous
+    update if none completed, NaN before the first), ``episodes`` (count completed), the loss
+    terms, ``entropy``, ``approx_kl`` and ``clip_frac`` (means over epochs and minibatches).
+    ``progress=True`` shows a tqdm bar over updates.
     """
     config = PPOConfig() if config is None else config
     env_params = env.default_params if env_params is None else env_params
-    vec = VecEnv(env, config.num_envs)
-    multi = isinstance(env, MultiAgentEnv)
+    vec = common.make_vec_env(env, config.num_envs)
     if batched_params:
         for leaf in jax.tree.leaves(env_params):
             if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != config.num_envs:
@@ -239,10 +223,11 @@ def make_train(
                 )
         params = env_params
     else:
-        params = vec.batch_params(env_params)
+        params = vec.inner.batch_params(env_params)
     one_params = jax.tree.map(lambda x: x[0], params)
+    spec = action_spec(config, env, one_params)
     network = _network(config, env, one_params)
-    info_agent_keys = _check_info_keys(vec, params, config, multi)
+    info_agent_keys = common.check_info_keys(vec, params, config.info_keys)
 
     num_updates, num_mb = config.num_updates, config.num_minibatches
     steps_per_anneal = config.update_epochs * num_mb * num_updates
@@ -256,64 +241,36 @@ def make_train(
     )
     bar = ProgressBar(num_updates, desc=f"PPO {env.name}") if progress else None
 
-    def env_step(runner: RunnerState, _):
-        train_state = runner.train_state
-        key, k_act, k_step = jax.random.split(runner.key, 3)
-        feats, action_mask, live = _agent_view(runner.obs, multi)
-        logits, value = network.apply(train_state.params, feats)
-        pi = masked_categorical(logits, action_mask)
-        action = pi.sample(seed=k_act).astype(jnp.int32)
-        log_prob = pi.log_prob(action)
-        obs, env_state, reward, term, trunc, info = vec.step(
-            k_step, runner.env_state, action if multi else action[:, 0], params
-        )
-        reward = jnp.asarray(reward, jnp.float32).reshape(live.shape)
-        final_feats, _, next_live = _agent_view(info["final_observation"], multi)
-        boot_value = jax.lax.cond(
-            trunc.any(),
-            lambda: network.apply(train_state.params, final_feats, method="value"),
-            lambda: jnp.zeros_like(value),
-        )
-        agent_term = term[:, None] | (live & ~next_live)
-        done_env = term | trunc
-        transition = Transition(
-            feats, action_mask, live, action, log_prob, value, reward,
-            agent_term, agent_term | done_env[:, None], jnp.where(trunc[:, None], boot_value, 0.0),
-        )
-        # episode bookkeeping: a twin's step reward is its mean over live agents
-        twin_reward = jnp.where(live, reward, 0.0).sum(-1) / jnp.maximum(live.sum(-1), 1)
-        episode_acc = runner.episode_acc + twin_reward
-        stats = {
-            "return_sum": jnp.where(done_env, episode_acc, 0.0).sum(),
-            "episodes": done_env.sum().astype(jnp.float32),
-        }
-        for k in config.info_keys:
-            x = jnp.asarray(info[k], jnp.float32)
-            per_agent = k in info_agent_keys
-            stats[k] = _masked_mean(x, info["agent_mask"]) if per_agent else x.mean()
-        runner = RunnerState(
-            train_state, env_state, obs, jnp.where(done_env, 0.0, episode_acc),
-            runner.last_return, key,
-        )
-        return runner, (transition, stats)
+    def rollout_step(runner: RunnerState, key):
+        net_params = runner.train_state.params
 
-    def loss_fn(net_params, mb: Transition, advantages, targets):
-        logits, value = network.apply(net_params, mb.features)
-        pi = masked_categorical(logits, mb.action_mask)
+        def policy(k, view, first, hidden):
+            head, value = network.apply(net_params, view.features)
+            pi = policy_distribution(spec, head, view.action_mask)
+            raw = pi.sample(k)
+            return raw, pi.env_action(raw), {"log_prob": pi.log_prob(raw), "value": value}, hidden
+
+        collector, out = common.env_step(vec, params, policy, runner.collector, key,
+                                         config.info_keys, info_agent_keys)
+        return runner._replace(collector=collector), out
+
+    def loss_fn(net_params, mb: Batch):
+        head, value = network.apply(net_params, mb.features)
+        pi = policy_distribution(spec, head, mb.action_mask)
         live = mb.live
 
         def mean(x):
-            return _masked_mean(x, live)
+            return masked_mean(x, live)
 
         value_clipped = mb.value + jnp.clip(value - mb.value, -config.clip_eps, config.clip_eps)
         value_loss = 0.5 * mean(
-            jnp.maximum(jnp.square(value - targets), jnp.square(value_clipped - targets))
+            jnp.maximum(jnp.square(value - mb.target), jnp.square(value_clipped - mb.target))
         )
         log_ratio = jnp.where(live, pi.log_prob(mb.action) - mb.log_prob, 0.0)
         ratio = jnp.exp(log_ratio)
-        adv_mean = mean(advantages)
-        adv_std = jnp.sqrt(mean(jnp.square(advantages - adv_mean)))
-        adv = jnp.where(live, (advantages - adv_mean) / (adv_std + 1e-8), 0.0)
+        adv_mean = mean(mb.advantage)
+        adv_std = jnp.sqrt(mean(jnp.square(mb.advantage - adv_mean)))
+        adv = jnp.where(live, (mb.advantage - adv_mean) / (adv_std + 1e-8), 0.0)
         clipped_ratio = jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps)
         actor_loss = -mean(jnp.minimum(ratio * adv, clipped_ratio * adv))
         entropy = mean(pi.entropy())
@@ -328,14 +285,14 @@ def make_train(
         }
         return total, aux
 
-    def minibatch_step(train_state: TrainState, batch):
-        grads, aux = jax.grad(loss_fn, has_aux=True)(train_state.params, *batch)
+    def minibatch_step(train_state: TrainState, mb: Batch):
+        grads, aux = jax.grad(loss_fn, has_aux=True)(train_state.params, mb)
         return train_state.apply_gradients(grads=grads), aux
 
     def epoch(carry, _):
         train_state, key, batch = carry
         key, k_perm = jax.random.split(key)
-        n = batch[1].shape[0]
+        n = batch.live.shape[0]
         perm = jax.random.permutation(k_perm, n)
         minibatches = jax.tree.map(
             lambda x: jnp.take(x, perm, axis=0).reshape(num_mb, n // num_mb, *x.shape[1:]), batch
@@ -344,29 +301,29 @@ def make_train(
         return (train_state, key, batch), aux
 
     def update(runner: RunnerState, i):
-        runner, (traj, stats) = jax.lax.scan(env_step, runner, None, config.num_steps)
-        feats, _, _ = _agent_view(runner.obs, multi)
-        last_value = network.apply(runner.train_state.params, feats, method="value")
-        following = jnp.concatenate([traj.value[1:], last_value[None]], axis=0)
-        next_values = jnp.where(traj.done, traj.boot_value, following)
+        key, k_roll, k_epochs = jax.random.split(runner.key, 3)
+        runner, (traj, stats) = jax.lax.scan(rollout_step, runner,
+                                             jax.random.split(k_roll, config.num_steps))
+        # value of the true next state of every step (the final observation where an episode
+        # ended): one batched critic pass instead of a per-step branch
+        next_values = network.apply(runner.train_state.params, traj.next_view.features,
+                                    method="value")
+        live = traj.view.live
         advantages, targets = compute_gae(
-            traj.value, traj.reward, next_values, traj.terminated, traj.done,
+            traj.extras["value"], traj.reward, next_values, traj.terminated, traj.done,
             config.gamma, config.gae_lambda,
         )
-        advantages = jnp.where(traj.live, advantages, 0.0)
-        targets = jnp.where(traj.live, targets, traj.value)
-        needed = traj._replace(reward=None, terminated=None, done=None, boot_value=None)
-        flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[3:]), (needed, advantages, targets))
-        key, k_epochs = jax.random.split(runner.key)
+        batch = Batch(traj.view.features, traj.view.action_mask, live, traj.action,
+                      traj.extras["log_prob"], traj.extras["value"],
+                      jnp.where(live, advantages, 0.0),
+                      jnp.where(live, targets, traj.extras["value"]))
+        flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[3:]), batch)
         (train_state, _, _), aux = jax.lax.scan(
             epoch, (runner.train_state, k_epochs, flat), None, config.update_epochs
         )
-        episodes = stats["episodes"].sum()
-        last_return = jnp.where(
-            episodes > 0, stats["return_sum"].sum() / jnp.maximum(episodes, 1), runner.last_return
-        )
+        episodes, last_return = common.episode_stats(stats, runner.last_return)
         metrics = {k: v.mean() for k, v in aux.items()}
-        metrics["reward"] = _masked_mean(traj.reward, traj.live)
+        metrics["reward"] = masked_mean(traj.reward, live)
         metrics["episode_return"] = last_return
         metrics["episodes"] = episodes
         metrics.update({k: stats[k].mean() for k in config.info_keys})
@@ -377,65 +334,40 @@ def make_train(
 
     def train(key: chex.PRNGKey) -> tuple[RunnerState, dict]:
         key, k_net, k_reset = jax.random.split(key, 3)
-        obs, env_state = vec.reset(k_reset, params)
-        feats, _, _ = _agent_view(obs, multi)
+        collector = common.init_collector(vec, k_reset, params)
+        feats = common.agent_view(collector.obs, vec.multi).features
         train_state = TrainState.create(
             apply_fn=network.apply, params=network.init(k_net, feats), tx=tx
         )
-        runner = RunnerState(
-            train_state, env_state, obs, jnp.zeros(config.num_envs, jnp.float32),
-            jnp.float32(jnp.nan), key,
-        )
+        runner = RunnerState(train_state, collector, jnp.float32(jnp.nan), key)
         return jax.lax.scan(update, runner, jnp.arange(num_updates))
 
     return train
-
-
-def _check_info_keys(vec: VecEnv, params, config: PPOConfig, multi: bool) -> frozenset[str]:
-    """Check ``config.info_keys`` exist in the env's info (abstractly, nothing runs).
-
-    Returns the keys that are per-agent (``[E, A]``) and get averaged over ``info["agent_mask"]``.
-    """
-    if not config.info_keys:
-        return frozenset()
-
-    def one_step(key):
-        obs, state = vec.reset(key, params)
-        action = jnp.zeros((config.num_envs, vec.env.num_agents) if multi else config.num_envs,
-                           jnp.int32)
-        return vec.step(key, state, action, params)[-1]
-
-    shapes = jax.eval_shape(one_step, jax.random.PRNGKey(0))
-    missing = [k for k in config.info_keys if k not in shapes]
-    if missing:
-        raise ValueError(f"info_keys {missing} are not in the env's info; available: "
-                         f"{sorted(shapes)}")
-    if not (multi and "agent_mask" in shapes):
-        return frozenset()
-    agent_shape = shapes["agent_mask"].shape
-    return frozenset(k for k in config.info_keys if shapes[k].shape == agent_shape)
 
 
 def make_policy_fn(config: PPOConfig, env: Environment, env_params=None):
     """``act(params, obs, key, deterministic=False) -> action`` for ONE twin of ``env``.
 
     ``params`` are the network params (``runner_state.train_state.params``); ``obs`` one twin's
-    observation (:class:`AgentObs` ``[A, ...]`` or an array); returns ``[A]`` int32 (a scalar
-    for a single-agent env), legal actions only: the greedy one if ``deterministic`` (a bool,
-    may be traced) else a sample. ``jax.vmap`` it for a batch of twins.
+    observation (:class:`AgentObs` ``[A, ...]`` or an array); returns the env action
+    ``[A, *action_shape]`` (without the agent axis for a single-agent env), legal actions only:
+    the distribution's mode if ``deterministic`` (a bool, may be traced) else a sample.
+    ``jax.vmap`` it for a batch of twins.
     """
     env_params = env.default_params if env_params is None else env_params
+    spec = action_spec(config, env, env_params)
     network = _network(config, env, env_params)
     multi = isinstance(env, MultiAgentEnv)
 
     def act(params, obs: AgentObs | jax.Array, key: chex.PRNGKey, deterministic=False):
-        if multi:
-            logits, _ = network.apply(params, obs.features.astype(jnp.float32))
-            logits = masked_logits(logits, obs.action_mask)
-        else:
-            logits, _ = network.apply(params, jnp.reshape(obs, (-1,)).astype(jnp.float32))
-        greedy = jnp.argmax(logits, axis=-1)
-        sampled = jax.random.categorical(key, logits)
-        return jnp.where(deterministic, greedy, sampled).astype(jnp.int32)
+        batched = jax.tree.map(lambda x: x[None], obs)
+        view = common.agent_view(batched, multi)
+        head, _ = network.apply(params, view.features[0])
+        pi = policy_distribution(spec, head, None if view.action_mask is None
+                                 else view.action_mask[0])
+        sampled = pi.sample(key)
+        raw = jax.tree.map(lambda m, s: jnp.where(deterministic, m, s), pi.mode(), sampled)
+        action = pi.env_action(raw)
+        return action if multi else action[0]
 
     return act

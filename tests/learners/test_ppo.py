@@ -11,7 +11,7 @@ from probe_envs import (
     TimeLimitEnv,
 )
 
-from dtwin_jax.envs.spaces import MultiDiscrete
+from dtwin_jax.envs.spaces import Discrete
 from dtwin_jax.envs.wrappers import VecEnv
 from dtwin_jax.learners.ppo import PPOConfig, compute_gae, make_policy_fn, make_train
 
@@ -201,10 +201,10 @@ def test_make_train_rejects_bad_inputs_before_tracing():
     with pytest.raises(ValueError, match="num_envs=4"):
         make_train(CounterEnv(), wrong_batch, small_config(2), batched_params=True)
 
-    class MultiDiscreteEnv(CounterEnv):
+    class VectorDiscreteEnv(CounterEnv):
         def action_space(self, params):
-            return MultiDiscrete((2, 2))
+            return Discrete(3, shape=(2,))
 
-    with pytest.raises(TypeError, match="Discrete"):
-        make_train(MultiDiscreteEnv(), None, small_config(2))
+    with pytest.raises(TypeError, match="PPO accepts.*MultiDiscrete, Box or Simplex"):
+        make_train(VectorDiscreteEnv(), None, small_config(2))
     assert PPOConfig(num_envs=2, num_steps=8, total_timesteps=100).num_updates == 6

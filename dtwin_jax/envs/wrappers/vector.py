@@ -1,8 +1,17 @@
 """``VecEnv``: a batch of twins stepped together, each with its own params.
 
 The twin axis is the leading axis of every array. Episodes that end are reset inside the
-step, but the (possibly expensive) reset is computed only on steps where at least one twin's
-episode ended (``lax.cond`` on a scalar), not on every step as a per-twin ``select`` would.
+step, but the reset is computed only on steps where at least one twin's episode ended
+(``lax.cond`` on :func:`any_in_batch` of the done flags), not on every step as a per-twin
+``select`` would.
+
+Under an outer ``jax.vmap`` (seeds: ``jax.vmap(train)(keys)``) an ordinary predicate
+``done.any()`` becomes batched, and a ``lax.cond`` with a batched predicate is turned into a
+``select`` of both branches: the reset would then run on every step. :func:`any_in_batch`
+has its own batching rule that reduces over the vmapped axes too, so the predicate stays
+unbatched and the reset runs only on steps where some twin of some seed ended. The branch
+picks reset or current per twin with ``where(done, ...)``, so a predicate that is True for
+another seed's sake changes no value.
 """
 
 from __future__ import annotations
@@ -13,6 +22,23 @@ import jax.numpy as jnp
 
 from dtwin_jax._checks import check_int
 from dtwin_jax.envs.base import Environment, Params
+
+
+@jax.custom_batching.custom_vmap
+def any_in_batch(x: jax.Array) -> jax.Array:
+    """``jnp.any(x)``, a scalar bool that stays unbatched under ``jax.vmap``.
+
+    Under ``vmap`` it is the any over the mapped axes as well, the same for every batch
+    member: use it only to *gate* work whose result is masked per member anyway (a
+    ``lax.cond`` whose true branch equals the false branch where nothing needs doing).
+    """
+    return jnp.any(x)
+
+
+@any_in_batch.def_vmap
+def _any_in_batch_vmap(axis_size, in_batched, x):
+    del axis_size, in_batched
+    return jnp.any(x), False
 
 
 class VecEnv:
@@ -35,7 +61,11 @@ class VecEnv:
         return jax.vmap(self.env.reset_env)(keys, params)
 
     def step(self, key: chex.PRNGKey, state, action: chex.Array, params: Params):
-        """Step every twin; twins whose episode ended restart (see module docstring)."""
+        """Step every twin; twins whose episode ended restart (see module docstring).
+
+        Returns ``(obs, state, reward, terminated, truncated, info)`` with a leading
+        ``[num_envs]`` axis; ``info["final_observation"]`` is the observation before any reset.
+        """
         key_step, key_reset = jax.random.split(key)
         obs, state, reward, terminated, truncated, info = jax.vmap(self.env.step_env)(
             jax.random.split(key_step, self.num_envs), state, action, params
@@ -54,5 +84,6 @@ class VecEnv:
 
             return jax.tree.map(pick, obs_new, obs_now), jax.tree.map(pick, state_new, state_now)
 
-        obs, state = jax.lax.cond(done.any(), reset_done, lambda carry: carry, (obs, state))
+        obs, state = jax.lax.cond(any_in_batch(done), reset_done, lambda carry: carry,
+                                  (obs, state))
         return obs, state, reward, terminated, truncated, info
