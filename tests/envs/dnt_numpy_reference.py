@@ -153,11 +153,9 @@ def gru_predictor(weights, config) -> callable:
     ``weights``: the flax variable dict (``{"params": {...}}``); ``config``: its
     ``PredictorConfig`` (area, step length).
     """
-    w = {k: {kk: np.asarray(vv, np.float64) for kk, vv in v.items()}
-         for k, v in weights["params"]["GRUCell_0"].items()}
-    dense = weights["params"]
-    hidden_layer = {k: np.asarray(v, np.float64) for k, v in dense["Dense_1"].items()}
-    out_layer = {k: np.asarray(v, np.float64) for k, v in dense["Dense_0"].items()}
+    w = {k: ({kk: np.asarray(vv, np.float64) for kk, vv in v.items()} if isinstance(v, dict)
+             else np.asarray(v, np.float64)) for k, v in weights["params"].items()}
+    hsz = w["hidden_bias_n"].shape[0]
     lo, hi = np.asarray(config.area_min), np.asarray(config.area_max)
     step = config.step_length
 
@@ -168,16 +166,16 @@ def gru_predictor(weights, config) -> callable:
         seq = np.swapaxes(np.asarray(history, np.float64), 0, 1)  # [U, K, 2]
         disp = np.diff(seq, axis=1, prepend=seq[:, :1]) / step
         x = np.concatenate([(seq - (lo + hi) / 2) / ((hi - lo) / 2), disp], axis=-1)
-        h = np.zeros((seq.shape[0], w["hr"]["kernel"].shape[0]))
+        xi = x @ w["input"]["kernel"] + w["input"]["bias"]  # [U, K, 3H]
+        h = np.zeros((seq.shape[0], hsz))
         for k in range(seq.shape[1]):
-            xk = x[:, k]
-            r = sigmoid(xk @ w["ir"]["kernel"] + w["ir"]["bias"] + h @ w["hr"]["kernel"])
-            z = sigmoid(xk @ w["iz"]["kernel"] + w["iz"]["bias"] + h @ w["hz"]["kernel"])
-            n = np.tanh(xk @ w["in"]["kernel"] + w["in"]["bias"]
-                        + r * (h @ w["hn"]["kernel"] + w["hn"]["bias"]))
+            hh = h @ w["hidden_kernel"] if k else np.zeros((h.shape[0], 3 * hsz))  # h_0 = 0
+            r = sigmoid(xi[:, k, :hsz] + hh[:, :hsz])
+            z = sigmoid(xi[:, k, hsz:2 * hsz] + hh[:, hsz:2 * hsz])
+            n = np.tanh(xi[:, k, 2 * hsz:] + r * (hh[:, 2 * hsz:] + w["hidden_bias_n"]))
             h = (1.0 - z) * n + z * h
-        a = np.maximum(h @ hidden_layer["kernel"] + hidden_layer["bias"], 0.0)
-        out = a @ out_layer["kernel"] + out_layer["bias"]
+        a = np.maximum(h @ w["head"]["kernel"] + w["head"]["bias"], 0.0)
+        out = a @ w["out"]["kernel"] + w["out"]["bias"]
         return np.clip(seq[:, -1] + step * out, lo, hi)
 
     return predict
