@@ -6,7 +6,7 @@ from flax import struct
 
 from dtwin_jax._params import CONCRETE
 from dtwin_jax.envs.base import AgentObs, Environment, MultiAgentEnv
-from dtwin_jax.envs.spaces import Box, Discrete
+from dtwin_jax.envs.spaces import Box, Discrete, MultiDiscrete, Simplex
 
 
 @struct.dataclass
@@ -192,3 +192,103 @@ class AuditedTeamEnv(MaskedTeamEnv):
             reward = reward.at[3].set(50.0)
         info = dict(info, illegal=(action == 2).astype(jnp.float32))
         return obs, state, reward, term, trunc, info
+
+
+class _OneStepEnv(CounterRules):
+    """Shared parts of the one-step probes: constant obs, terminated every step."""
+
+    @property
+    def default_params(self):
+        return CounterParams()
+
+    def _state(self, state=None, reward=0.0):
+        total = jnp.float32(0.0) if state is None else state.total + jnp.sum(reward)
+        t = jnp.int32(0) if state is None else state.t + 1
+        return CounterState(t=t, total=total)
+
+
+class MultiDiscreteBanditEnv(_OneStepEnv, MultiAgentEnv):
+    """Three agent slots (two live), action ``MultiDiscrete((3, 2))``, one-step episodes.
+
+    Factor 0 pays 0 / 1 / 2 for values 0 / 1 / 2 but value 2 is masked; factor 1 pays its value.
+    Best legal reward 2 per agent, uniform legal policy 1. ``info["illegal"]`` ``[A]``: 1.0
+    where a live agent chose a masked value.
+    """
+
+    num_agents = 3
+
+    def _obs(self):
+        mask = jnp.array([[True, True, False], [True, True, False]])  # [F, n_max]
+        return AgentObs(jnp.ones((3, 2), jnp.float32), jnp.broadcast_to(mask, (3, 2, 3)),
+                        jnp.array([True, True, False]))
+
+    def reset_env(self, key, params):
+        return self._obs(), self._state()
+
+    def step_env(self, key, state, action, params):
+        obs = self._obs()
+        reward = (action[:, 0] + action[:, 1]).astype(jnp.float32) * obs.agent_mask
+        illegal = (action[:, 0] == 2) & obs.agent_mask
+        info = {"agent_mask": obs.agent_mask, "illegal": illegal.astype(jnp.float32)}
+        return obs, self._state(state, reward), reward, jnp.bool_(True), jnp.bool_(False), info
+
+    def observation_space(self, params):
+        return Box(0.0, 1.0, (2,))
+
+    def action_space(self, params):
+        return MultiDiscrete((3, 2))
+
+
+BOX_TARGET = (1.5, -0.5)
+
+
+class BoxTargetEnv(_OneStepEnv, Environment):
+    """Single agent, action ``Box(-1, 2, (2,))``, reward ``-|a - (1.5, -0.5)|^2``, one step.
+
+    A uniform random action scores -3.5 on average; the optimum is 0.
+    """
+
+    def reset_env(self, key, params):
+        return jnp.ones((1,), jnp.float32), self._state()
+
+    def step_env(self, key, state, action, params):
+        reward = -jnp.sum(jnp.square(action - jnp.array(BOX_TARGET)))
+        obs = jnp.ones((1,), jnp.float32)
+        return obs, self._state(state, reward), reward, jnp.bool_(True), jnp.bool_(False), {}
+
+    def observation_space(self, params):
+        return Box(0.0, 1.0, (1,))
+
+    def action_space(self, params):
+        return Box(-1.0, 2.0, (2,))
+
+
+SHARE_TARGET = (0.6, 0.3, 0.1)
+
+
+class ShareTargetEnv(_OneStepEnv, MultiAgentEnv):
+    """Two agents each choosing shares ``Simplex(3)``; reward ``-10 |a - (0.6, 0.3, 0.1)|^2``.
+
+    A uniform (Dirichlet(1, 1, 1)) policy scores about -2.93; the optimum is 0. Continuous
+    space: ``action_mask`` is ``None``.
+    """
+
+    num_agents = 2
+
+    def _obs(self):
+        return AgentObs(jnp.ones((2, 1), jnp.float32), None, jnp.array([True, True]))
+
+    def reset_env(self, key, params):
+        return self._obs(), self._state()
+
+    def step_env(self, key, state, action, params):
+        reward = -10.0 * jnp.sum(jnp.square(action - jnp.array(SHARE_TARGET)), axis=-1)
+        info = {"agent_mask": jnp.array([True, True])}
+        done = jnp.bool_(True)
+        return self._obs(), self._state(state, reward), reward, done, jnp.bool_(False), info
+
+    def observation_space(self, params):
+        return Box(0.0, 1.0, (1,))
+
+    def action_space(self, params):
+        return Simplex(3)
