@@ -60,14 +60,14 @@ class LogWrapper:
     def _live(self, obs: AgentObs) -> jax.Array | None:
         return obs.agent_mask if self.multi else None
 
-    def reset(self, key: chex.PRNGKey, params) -> tuple[Any, LogState]:
-        """Reset the wrapped env; counters start at 0."""
+    def reset(self, key: chex.PRNGKey, params=None) -> tuple[Any, LogState]:
+        """Reset the wrapped env (``params`` as it takes them); counters start at 0."""
         obs, state = self.inner.reset(key, params)
         zeros_f = jnp.zeros(self.batch_shape, jnp.float32)
         zeros_i = jnp.zeros(self.batch_shape, jnp.int32)
         return obs, LogState(state, zeros_f, zeros_i, zeros_f, zeros_i, self._live(obs))
 
-    def step(self, key: chex.PRNGKey, state: LogState, action, params):
+    def step(self, key: chex.PRNGKey, state: LogState, action, params=None):
         """Step the wrapped env and update the counters; same returns, ``info`` extended."""
         obs, env_state, reward, terminated, truncated, info = self.inner.step(
             key, state.env_state, action, params
