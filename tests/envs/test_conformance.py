@@ -26,6 +26,7 @@ SMALL = {
         dict(num_users=6, episode_length=5, churn=0.1),
     ),
     "dnt-sync-v0": ({}, dict(episode_length=5)),
+    "slicing-v0": (dict(num_users=10, num_slots=20), dict(episode_length=5)),
 }
 
 IDS = [i for i in registered_envs() if not i.startswith("counter-test")]
