@@ -8,11 +8,13 @@ the policy "every BS updates and serves every covered user" (every BS solves a f
 * numpy - ``benchmarks/peers/dnt_numpy.py``: the same step in NumPy/SciPy, one twin at a time
   in a Python loop (no auto-reset).
 
-Where the time goes (ours, at every twin count): the full step, the step with the
-"persistence" predictor instead of the GRU, and the step with the Hungarian allocation
-replaced by an empty one (no matching; everything else as is). The reference is timed with
-both predictors as well. Times are the best of ``--repeats`` runs (shared CPU: background load
-hits all alike; the 1-minute load average is recorded).
+Where the time goes (ours, at every twin count): the full step; the step with the
+"persistence" predictor instead of the GRU; the step with the Hungarian allocation replaced by
+an empty one (no matching, everything else as is); and the two components alone on the same
+number of twins (one batched ``iterative_rb_allocation``, one batched GRU prediction). All
+variants are compiled first and then timed interleaved, best of ``--repeats`` (shared CPU:
+background load hits all alike). The reference is timed with both predictors before and
+after our rows, and ratios use the mean of the two; the 1-minute load average is recorded.
 
 Usage: ``python benchmarks/bench_dnt.py [--quick]``; writes
 ``benchmarks/results/bench_dnt.json`` (``--out``).
@@ -34,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peers import dnt_numpy  # noqa: E402
 
-from dtwin_jax.allocation.rb import RBAllocation
+from dtwin_jax.allocation.rb import RBAllocation, iterative_rb_allocation
 from dtwin_jax.checkpoint import load_checkpoint
 from dtwin_jax.envs.dnt_sync import DntSyncEnv, physics, policies
 from dtwin_jax.reporting import machine_info, write_results
@@ -79,29 +81,64 @@ def _runner(env: DntSyncEnv, num_twins: int, num_steps: int):
     return jax.jit(run)
 
 
-def _best_time(fn, repeats: int) -> float:
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - t0
 
 
-def time_ours(env: DntSyncEnv, num_twins: int, num_steps: int, repeats: int,
-              allocation: bool = True) -> dict:
-    """Best seconds per batched step (compile excluded) and env steps/s."""
-    if allocation:
+def step_variants(num_twins: int, num_steps: int) -> dict:
+    """Compiled zero-argument callables of the step variants and of the two components.
+
+    ``full``: the env step (GRU); ``persistence``: with the "last known position" predictor;
+    ``no_allocation``: with the matching replaced by an empty allocation (all per call of
+    ``num_steps`` steps); ``allocation`` / ``gru``: the allocation or the GRU alone on
+    ``num_twins`` random inputs (per call of one batched step).
+    """
+    env = DntSyncEnv()
+    fns = {
+        "full": _runner(env, num_twins, num_steps),
+        "persistence": _runner(DntSyncEnv(predictor="persistence"), num_twins, num_steps),
+    }
+    with mock.patch.object(physics, "iterative_rb_allocation", _no_matching):
         run = _runner(env, num_twins, num_steps)
-        jax.block_until_ready(run(jax.random.PRNGKey(0)))  # compile
-    else:
-        with mock.patch.object(physics, "iterative_rb_allocation", _no_matching):
-            run = _runner(env, num_twins, num_steps)
-            jax.block_until_ready(run(jax.random.PRNGKey(0)))
-    seconds = _best_time(lambda: jax.block_until_ready(run(jax.random.PRNGKey(1))), repeats)
-    # the timed call includes one reset of every twin (about the cost of a step, ~1/steps)
-    return {"s_per_step": seconds / num_steps,
-            "steps_per_s": num_twins * num_steps / seconds}
+        jax.block_until_ready(run(jax.random.PRNGKey(0)))  # traced with the stand-in
+    fns["no_allocation"] = run
+    calls = {name: (lambda f=f: f(jax.random.PRNGKey(1))) for name, f in fns.items()}
+
+    u, m, n, k = env.num_users, env.num_bs, env.num_rbs, env.history_len
+    rng = np.random.default_rng(0)
+    gain = jnp.asarray(rng.exponential(size=(num_twins, u, m, n)) * 1e-3, jnp.float32)
+    serve = jnp.asarray(rng.random((num_twins, m, u)) < 0.6)
+    up = jnp.asarray(rng.exponential(size=(num_twins, m, n)) * 1e-4, jnp.float32)
+    reserve = jnp.ones((num_twins, m), bool)
+    alloc = jax.jit(jax.vmap(
+        lambda g, s, r, q: iterative_rb_allocation(g, s, 1.0, 1e-5, 1.0, r, q).rate))
+    hist = jnp.asarray(rng.uniform(-50, 50, (num_twins, k, u, 2)), jnp.float32)
+    pred = jax.jit(jax.vmap(env.predictor))
+    calls["allocation"] = lambda: alloc(gain, serve, reserve, up)
+    calls["gru"] = lambda: pred(hist)
+    for fn in calls.values():
+        _timed(fn)  # compile
+    return calls
+
+
+def time_variants(num_twins: int, num_steps: int, repeats: int) -> dict:
+    """Best seconds per batched step of every variant, timed interleaved."""
+    calls = step_variants(num_twins, num_steps)
+    best = dict.fromkeys(calls, np.inf)
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            best[name] = min(best[name], _timed(fn))
+    per_call_steps = {"allocation": 1, "gru": 1}
+    return {name: t / per_call_steps.get(name, num_steps) for name, t in best.items()}
+
+
+def reference_rates(params, predictors: dict, num_steps: int, repeats: int) -> dict:
+    """Best steps/s of the NumPy reference per predictor."""
+    return {name: max(dnt_numpy.measure(params, 12, 5, pred, num_steps, seed=i)["steps_per_s"]
+                      for i in range(repeats))
+            for name, pred in predictors.items()}
 
 
 def main(argv=None) -> dict:
@@ -118,48 +155,51 @@ def main(argv=None) -> dict:
     steps = args.steps or (10 if args.quick else 20)
     ref_steps = args.ref_steps or (100 if args.quick else 300)
 
-    envs = {"gru": DntSyncEnv(), "persistence": DntSyncEnv(predictor="persistence")}
-    params = envs["gru"].default_params
+    params = DntSyncEnv(predictor="persistence").default_params
     weights, meta = load_checkpoint(gru.SHIPPED_CHECKPOINT)
-    np_gru = dnt_numpy.ref.gru_predictor(weights, gru.PredictorConfig.from_dict(meta["config"]))
 
-    def np_pers(history):
+    def np_persistence(history):
         return history[-1]
 
+    np_preds = {
+        "gru": dnt_numpy.ref.gru_predictor(weights, gru.PredictorConfig.from_dict(meta["config"])),
+        "persistence": np_persistence,
+    }
     load_before = machine_info()["load_avg_1m"]
-
-    reference = {}
-    for name, pred in (("gru", np_gru), ("persistence", np_pers)):
-        runs = [dnt_numpy.measure(params, 12, 5, pred, ref_steps, seed=i)
-                for i in range(args.repeats)]
-        reference[name] = max(r["steps_per_s"] for r in runs)
-    print(f"numpy+scipy reference: {reference['gru']:.0f} steps/s (GRU), "
-          f"{reference['persistence']:.0f} steps/s (persistence)")
+    before = reference_rates(params, np_preds, ref_steps, args.repeats)
+    print(f"numpy+scipy reference (before): {before['gru']:.0f} steps/s (GRU), "
+          f"{before['persistence']:.0f} steps/s (persistence)", flush=True)
 
     rows = []
-    print(f"{'twins':>6} {'steps/s':>10} {'x numpy':>8} {'persist.':>10} {'no alloc':>10} "
-          f"{'ms/step':>8} {'alloc %':>7} {'GRU %':>6}")
     for n in twins:
-        full = time_ours(envs["gru"], n, steps, args.repeats)
-        pers = time_ours(envs["persistence"], n, steps, args.repeats)
-        no_alloc = time_ours(envs["gru"], n, steps, args.repeats, allocation=False)
-        t = full["s_per_step"]
-        row = {
+        t = time_variants(n, steps, args.repeats)
+        rows.append({
             "twins": n,
-            "steps_per_s": full["steps_per_s"],
-            "s_per_batched_step": t,
-            "speedup_vs_numpy": full["steps_per_s"] / reference["gru"],
-            "persistence_steps_per_s": pers["steps_per_s"],
-            "no_allocation_steps_per_s": no_alloc["steps_per_s"],
-            "allocation_share": max(0.0, 1.0 - no_alloc["s_per_step"] / t),
-            "gru_share": max(0.0, 1.0 - pers["s_per_step"] / t),
-        }
-        rows.append(row)
-        print(f"{n:>6} {row['steps_per_s']:>10.0f} {row['speedup_vs_numpy']:>8.1f} "
-              f"{row['persistence_steps_per_s']:>10.0f} "
-              f"{row['no_allocation_steps_per_s']:>10.0f} {t * 1e3:>8.2f} "
-              f"{100 * row['allocation_share']:>7.0f} {100 * row['gru_share']:>6.0f}",
-              flush=True)
+            "s_per_batched_step": t["full"],
+            "steps_per_s": n / t["full"],
+            "persistence_steps_per_s": n / t["persistence"],
+            "no_allocation_steps_per_s": n / t["no_allocation"],
+            "allocation_alone_s": t["allocation"],
+            "gru_alone_s": t["gru"],
+        })
+        print(f"twins {n}: {n / t['full']:.0f} steps/s", flush=True)
+
+    after = reference_rates(params, np_preds, ref_steps, args.repeats)
+    reference = {k: (before[k] + after[k]) / 2 for k in before}
+    print(f"numpy+scipy reference (after): {after['gru']:.0f} steps/s (GRU), "
+          f"{after['persistence']:.0f} steps/s (persistence); ratios use the mean")
+    print(f"{'twins':>6} {'steps/s':>9} {'x numpy':>8} {'persist.':>9} {'x numpy':>8} "
+          f"{'no alloc':>9} {'ms/step':>8} {'alloc ms':>9} {'GRU ms':>8}")
+    for row in rows:
+        row["speedup_vs_numpy"] = row["steps_per_s"] / reference["gru"]
+        row["persistence_speedup_vs_numpy"] = (row["persistence_steps_per_s"]
+                                               / reference["persistence"])
+        print(f"{row['twins']:>6} {row['steps_per_s']:>9.0f} {row['speedup_vs_numpy']:>8.1f} "
+              f"{row['persistence_steps_per_s']:>9.0f} "
+              f"{row['persistence_speedup_vs_numpy']:>8.1f} "
+              f"{row['no_allocation_steps_per_s']:>9.0f} "
+              f"{row['s_per_batched_step'] * 1e3:>8.2f} {row['allocation_alone_s'] * 1e3:>9.2f} "
+              f"{row['gru_alone_s'] * 1e3:>8.2f}")
 
     result = {
         "benchmark": "bench_dnt",
@@ -168,6 +208,7 @@ def main(argv=None) -> dict:
         "steps_per_call": steps,
         "reference_steps": ref_steps,
         "reference_steps_per_s": reference,
+        "reference_before_after": {"before": before, "after": after},
         "rows": rows,
         "load_avg_1m_before": load_before,
         "machine": machine_info(scipy=__import__("scipy").__version__),

@@ -100,12 +100,15 @@ class DntSyncEnv(MultiAgentEnv, ParamsMixin):
         num_bs: M BSs, the agents (static).
         num_users: U users (static).
         num_rbs: N RBs per BS (static).
-        history_len: K twin states the predictor reads.
+        history_len: K twin states the predictor reads (the shipped GRU was trained with
+            K = 5; being recurrent it accepts any K).
         action_form: ``"flat"`` (default for U <= 12) or ``"factored"`` (default above).
         predictor: ``"gru"`` (default: the shipped checkpoint of
             :mod:`dtwin_jax.twins.predictor`, imported lazily - the one documented exception
             to "lower layers get models as functions"), ``"persistence"``, or a callable
-            ``history [K, U, 2] f32 m -> [U, 2] f32 m`` (pure, jittable).
+            ``history [K, U, 2] f32 m -> [U, 2] f32 m`` (pure, jittable). The shipped GRU
+            normalises with the default area and step length: with other mobility params
+            pass a predictor trained on them.
     """
 
     def __init__(
