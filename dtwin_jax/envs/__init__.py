@@ -1,6 +1,6 @@
 """Environments: the API (base), spaces, the registry and the twins."""
 
-from dtwin_jax.envs.base import AgentObs, Environment, MultiAgentEnv
+from dtwin_jax.envs.base import AgentObs, Environment, MultiAgentEnv, legal_action
 from dtwin_jax.envs.registry import make, register, registered_envs
 from dtwin_jax.envs.spaces import Box, Discrete, MultiDiscrete, Simplex
 
@@ -12,6 +12,7 @@ __all__ = [
     "MultiAgentEnv",
     "MultiDiscrete",
     "Simplex",
+    "legal_action",
     "make",
     "register",
     "registered_envs",

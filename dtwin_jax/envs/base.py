@@ -96,7 +96,7 @@ def legal_action(space, action: jax.Array, mask: jax.Array | None = None) -> jax
         n = space.n if isinstance(space, Discrete) else jnp.asarray(space.nvec)
         n_max = space.n if isinstance(space, Discrete) else space.n_max
         valid = jnp.arange(n_max) < jnp.expand_dims(n, -1)  # [n] or [F, n_max]
-        mask = valid if mask is None else mask & valid
+        mask = jnp.broadcast_to(valid if mask is None else mask & valid, (*action.shape, n_max))
         mask = mask | ~mask.any(-1, keepdims=True) & (jnp.arange(n_max) == 0)
         inside = (action >= 0) & (action < n)
         idx = jnp.clip(action, 0, n_max - 1)
