@@ -35,6 +35,12 @@ def env():
     return SlicingEnv(num_slots=S)
 
 
+@pytest.fixture(scope="module")
+def tiny():
+    """Small sizes for the API tests (compile time dominates them)."""
+    return SlicingEnv(num_users=30, num_slots=60)
+
+
 # ---------------------------------------------------------------------- spaces and helpers
 @pytest.mark.parametrize("bw,unit,count", [(10e6, 1e6, 36), (10e6, 200e3, 1176),
                                            (20e6, 200e3, 4851)])
@@ -137,13 +143,14 @@ def test_draws_have_the_right_moments_and_no_correlation(env):
     assert abs(np.corrcoef(z.ravel(), np.asarray(other.shadow_db).ravel())[0, 1]) < 0.01
 
 
-def test_in_scan_draws_equal_draw_decision(env):
+def test_in_scan_draws_equal_draw_decision(tiny):
+    env = tiny
     p = env.default_params
     _, state = env.reset(jax.random.key(0), p)
     rbs = env.rbs_from_action(jnp.int32(5))
     key = jax.random.key(7)
     live = jax.jit(env.simulate)(key, state, rbs, p)
-    d = D.draw_decision(D.decision_seed(key), S, state.slice_id, p)
+    d = D.draw_decision(D.decision_seed(key), env.num_slots, state.slice_id, p)
     replay = physics.simulate(state, rbs, d, lambda t, x: x, env.queue_len, 10e6, p)
     for name in ("arrived", "delivered", "satisfied", "blocked", "dropped", "timer"):
         np.testing.assert_array_equal(getattr(live, name), getattr(replay, name))
@@ -202,7 +209,7 @@ def test_window_matches_numpy_reference(urllc, split, overrides):
 
 # ---------------------------------------------------------------------- the env API
 def test_check_env_and_registry():
-    e = make("slicing-v0", num_slots=100)
+    e = make("slicing-v0", num_users=40, num_slots=50)
     check_env(e, e.make_params(episode_length=4), num_steps=6)
 
 
@@ -229,7 +236,8 @@ def test_step_info_reward_and_episode_end(env):
     assert out[5]["rbs"].tolist() == env.rbs_table[0].tolist()
 
 
-def test_jit_vmap_over_twins_with_their_own_params(env):
+def test_jit_vmap_over_twins_with_their_own_params(tiny):
+    env = tiny
     base = env.default_params
     other = base.replace(rate_factor=jnp.float32(8.0))
     stacked = jax.tree.map(lambda *x: jnp.stack(x), base, other)
@@ -240,13 +248,14 @@ def test_jit_vmap_over_twins_with_their_own_params(env):
     for i in range(2):
         p_i = jax.tree.map(lambda x, i=i: x[i], stacked)
         s_i = jax.tree.map(lambda x, i=i: x[i], states)
-        one = env.step(keys[i], s_i, actions[i], p_i)
+        one = jax.jit(env.step)(keys[i], s_i, actions[i], p_i)
         np.testing.assert_allclose(out[5]["utility"][i], one[5]["utility"], rtol=1e-5)
         np.testing.assert_array_equal(out[5]["satisfied"][i], one[5]["satisfied"])
     assert float(out[5]["se"][1]) < float(out[5]["se"][0])  # rate_factor 8 < 64
 
 
-def test_runs_in_x64_and_is_deterministic(env):
+def test_runs_in_x64_and_is_deterministic(tiny):
+    env = tiny
     with jax.enable_x64(True):
         obs, state = jax.jit(env.reset)(jax.random.key(0))
         out = jax.jit(env.step)(jax.random.key(1), state, jnp.int32(4))
