@@ -2,10 +2,12 @@
 
 A batch of K twins is one params struct whose leaves carry a leading ``[K]`` axis (built by
 :func:`twin_params` or :func:`stack_params`); every twin has its own user density, random
-stream and mobility parameters, and all of them run under one ``vmap``
-(:class:`~dtwin_jax.envs.wrappers.VecEnv`). Twins whose episode ends reset inside the step,
-drawing new users, trajectories and shadowing. :func:`train_parallel` trains ONE shared PPO
-policy on all twins at once.
+stream and params, and all of them run under one ``vmap``
+(:class:`~dtwin_jax.envs.wrappers.VecEnv`). Twins whose episode ends reset inside the step.
+:func:`rollout` and :func:`summarize_rollout` work for any env; :func:`train_parallel`
+trains ONE shared policy on all twins at once with any learner of the ``make_train`` shape
+(PPO by default), and several seeds under one ``jax.vmap``. :func:`summarize` is the
+association twin's summary (throughput percentiles, Jain, utility, handovers).
 
 Devices. :func:`shard_twins` places the twin axis of a batch on a ``jax.sharding.Mesh`` over
 all devices (``NamedSharding(mesh, P("twins"))``); a ``jit`` of a vmapped function of sharded
@@ -33,6 +35,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from dtwin_jax import _checks
+from dtwin_jax.envs.base import AgentObs
 from dtwin_jax.envs.wrappers import VecEnv
 
 TWIN_AXIS = "twins"
@@ -58,32 +61,41 @@ def spread(lo: int, hi: int, num: int) -> np.ndarray:
 
 def twin_params(
     env,
-    num_users: Sequence[int],
+    num_users: Sequence[int] | None = None,
     mobility: Sequence[dict] | None = None,
-    **overrides,
+    per_twin: dict[str, Sequence] | None = None,
+    **shared,
 ) -> Any:
-    """A batch of K = ``len(num_users)`` twins of ``env`` with the given user counts.
+    """A batch of K twins of ``env``, one ``env.make_params(...)`` per twin, stacked.
 
-    ``mobility``: optional per-twin overrides of the mobility params (a dict each, passed to
-    ``env.make_params(mobility=...)``); ``overrides``: params shared by all twins. Each twin
-    is validated by ``env.make_params``. Random streams differ per twin through the keys
-    of the rollout, not the params.
+    ``per_twin`` maps params fields to K values each (one per twin); ``num_users`` and
+    ``mobility`` (a dict of mobility overrides per twin) are shorthands for
+    ``per_twin={"num_users": ..., "mobility": ...}``; ``shared`` fields are the same for all
+    twins. Every twin is validated by ``env.make_params`` (integer fields reject non-integers
+    such as ``num_users=2.9``). Random streams differ per twin through the keys of the
+    rollout, not the params.
     """
-    num_users = list(num_users)
-    if mobility is not None and len(mobility) != len(num_users):
-        raise ValueError(
-            f"mobility has {len(mobility)} entries; expected one per twin ({len(num_users)})"
-        )
+    per_twin = dict(per_twin or {})
+    for name, values in (("num_users", num_users), ("mobility", mobility)):
+        if values is not None:
+            if name in per_twin:
+                raise ValueError(f"{name} given twice (argument and per_twin)")
+            per_twin[name] = values
+    if not per_twin:
+        raise ValueError("twin_params needs at least one per-twin field (e.g. num_users=[...])")
+    lengths = {name: len(values) for name, values in per_twin.items()}
+    k = next(iter(lengths.values()))
+    if k < 1 or any(n != k for n in lengths.values()):
+        raise ValueError(f"per-twin fields need one entry per twin, the same number each "
+                         f"(at least 1); got lengths {lengths}")
     made: dict = {}  # one validated params struct per distinct twin set-up
     twins = []
-    for i, n in enumerate(num_users):
-        mob = None if mobility is None else dict(mobility[i])
-        tag = (int(n), repr(None if mob is None else sorted(mob.items())))
+    for i in range(k):
+        kw = {name: values[i] for name, values in per_twin.items()}
+        tag = repr(sorted((n, sorted(v.items()) if isinstance(v, dict) else np.asarray(v).tolist())
+                          for n, v in kw.items()))
         if tag not in made:
-            kw = dict(overrides, num_users=int(n))
-            if mob is not None:
-                kw["mobility"] = mob
-            made[tag] = env.make_params(**kw)
+            made[tag] = env.make_params(**shared, **kw)
         twins.append(made[tag])
     return stack_params(twins)
 
@@ -99,14 +111,14 @@ def rollout(
     params_batch: Any,
     key: jax.Array,
     num_steps: int,
-    info_keys: Sequence[str] = ("throughput", "cell_edge", "mean_throughput", "jain",
-                                "sum_log_utility", "handovers"),
+    info_keys: Sequence[str] = (),
 ) -> dict:
-    """Run ``policy(key, obs, state, params) -> action [A]`` in K twins for ``num_steps``.
+    """Run ``policy(key, obs, state, params) -> action`` (one twin) in K twins for
+    ``num_steps`` steps of a :class:`VecEnv`.
 
-    Pure and jittable (``num_steps`` static). Returns ``info_keys`` stacked as
-    ``[num_steps, K, ...]`` plus ``agent_mask`` ``[num_steps, K, A]``: the agents that acted
-    on each step (the ones ``throughput`` and rewards refer to) and ``reward``.
+    Pure and jittable (``num_steps`` static). Returns ``reward`` and the ``info_keys`` entries
+    stacked as ``[num_steps, K, ...]``, plus, for a multi-agent env, ``agent_mask``
+    ``[num_steps, K, A]``: the agents that acted on each step.
     """
     num_steps = _checks.check_int("num_steps", num_steps, lo=1)
     k = num_twins(params_batch)
@@ -120,16 +132,31 @@ def rollout(
         action = jax.vmap(policy)(jax.random.split(k_act, k), obs, state, params_batch)
         obs_next, state, reward, _, _, info = vec.step(k_step, state, action, params_batch)
         out = {name: info[name] for name in info_keys}
-        out.update(agent_mask=obs.agent_mask, reward=reward)
+        out["reward"] = reward
+        if isinstance(obs, AgentObs):
+            out["agent_mask"] = obs.agent_mask
         return (obs_next, state), out
 
     _, traj = jax.lax.scan(body, (obs, state), jax.random.split(k_run, num_steps))
     return traj
 
 
-def summarize(traj: dict) -> dict:
-    """Pooled metrics of a :func:`rollout` of the association env (NumPy, outside jit).
+def summarize_rollout(traj: dict, keys: Sequence[str]) -> dict:
+    """Means of ``traj[key]`` over steps, twins and, for per-agent entries (shaped like
+    ``traj["agent_mask"]``), the agents that acted; NumPy floats, outside jit."""
+    mask = np.asarray(traj["agent_mask"]) if "agent_mask" in traj else None
+    out = {}
+    for name in keys:
+        x = np.asarray(traj[name], np.float64)
+        per_agent = mask is not None and x.shape == mask.shape
+        out[name] = float(x[mask].mean() if per_agent and mask.any() else x.mean())
+    return out
 
+
+def summarize(traj: dict) -> dict:
+    """Pooled metrics of a :func:`rollout` of the association twin (NumPy, outside jit).
+
+    Needs ``info_keys=("throughput", "cell_edge", "jain", "sum_log_utility", "handovers")``.
     ``cell_edge`` / ``median`` / ``mean_throughput``: 5th / 50th percentile and mean of all
     (user, step) throughputs of active users (bit/s); ``cell_edge_step``: mean over steps and
     twins of the per-step 5th percentile; ``jain``: mean per-step Jain index;
@@ -137,38 +164,38 @@ def summarize(traj: dict) -> dict:
     """
     thr = np.asarray(traj["throughput"])[np.asarray(traj["agent_mask"])]
     active = max(float(np.asarray(traj["agent_mask"]).sum()), 1.0)
+    means = summarize_rollout(traj, ("cell_edge", "jain", "sum_log_utility"))
     return {
         "cell_edge": float(np.percentile(thr, 5)),
         "median": float(np.percentile(thr, 50)),
         "mean_throughput": float(thr.mean()),
-        "cell_edge_step": float(np.mean(traj["cell_edge"])),
-        "jain": float(np.mean(traj["jain"])),
-        "network_utility": float(np.mean(traj["sum_log_utility"])),
+        "cell_edge_step": means["cell_edge"],
+        "jain": means["jain"],
+        "network_utility": means["sum_log_utility"],
         "handovers_per_user_step": float(np.sum(traj["handovers"]) / active),
     }
 
 
-def train_parallel(env, params_batch: Any, config, key: jax.Array, num_seeds: int = 1):
-    """Train one shared PPO policy over the K twins of ``params_batch`` (jitted).
+def train_parallel(env, params_batch: Any, config, key: jax.Array, num_seeds: int = 1,
+                   make_train: Callable | None = None):
+    """Train one shared policy over the K twins of ``params_batch`` (jitted).
 
-    ``config`` is a :class:`~dtwin_jax.learners.ppo.PPOConfig`; its ``num_envs`` is set to K.
-    ``num_seeds > 1`` runs that many independent seeds one after the other with one compiled
-    program (every output then has a leading ``[num_seeds]`` axis; ``jax.vmap`` over seeds
-    would also work but hung the XLA CPU runtime of jax 0.10 on this 2-core machine).
-    Returns ``(runner_state, metrics, config)`` of :func:`dtwin_jax.learners.ppo.make_train`.
+    ``make_train(env, params_batch, config, batched_params=True) -> train(key)`` builds the
+    learner (default: :func:`dtwin_jax.learners.ppo.make_train`); ``config`` is its config,
+    with ``num_envs`` set to K here. ``num_seeds > 1`` runs that many independent seeds as
+    ``jax.jit(jax.vmap(train))`` (every output then has a leading ``[num_seeds]`` axis).
+    Returns ``(runner_state, metrics, config)``.
     """
-    from dtwin_jax.learners.ppo import make_train
+    if make_train is None:
+        from dtwin_jax.learners.ppo import make_train
 
     num_seeds = _checks.check_int("num_seeds", num_seeds, lo=1)
     config = replace(config, num_envs=num_twins(params_batch))
-    train = jax.jit(make_train(env, params_batch, config, batched_params=True))
+    train = make_train(env, params_batch, config, batched_params=True)
     if num_seeds == 1:
-        runner, metrics = train(key)
-        return runner, metrics, config
-    outs = []
-    for k in jax.random.split(key, num_seeds):
-        outs.append(jax.block_until_ready(train(k)))
-    runner, metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+        runner, metrics = jax.jit(train)(key)
+    else:
+        runner, metrics = jax.jit(jax.vmap(train))(jax.random.split(key, num_seeds))
     return runner, metrics, config
 
 

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from dtwin_jax.envs.association import AssociationEnv, max_sinr_policy
-from dtwin_jax.parallel import num_twins, rollout, spread, summarize, twin_params
+from dtwin_jax.parallel import (
+    num_twins,
+    rollout,
+    spread,
+    summarize,
+    summarize_rollout,
+    twin_params,
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +38,8 @@ def test_twin_batch_densities_mobility_and_rollout(env):
     batch = twin_params(env, [2, 7, 10], mobility=speeds, episode_length=4)
     assert num_twins(batch) == 3
     np.testing.assert_allclose(np.asarray(batch.mobility.speed_max), [2.0, 20.0, 5.0])
-    traj = jax.jit(lambda k: rollout(env, max_sinr_policy(env), batch, k, 6))(
+    keys = ("throughput", "cell_edge", "jain", "sum_log_utility", "handovers")
+    traj = jax.jit(lambda k: rollout(env, max_sinr_policy(env), batch, k, 6, keys))(
         jax.random.PRNGKey(0))
     mask = np.asarray(traj["agent_mask"])
     np.testing.assert_array_equal(mask.sum(-1), np.tile([2, 7, 10], (6, 1)))
@@ -42,10 +50,49 @@ def test_twin_batch_densities_mobility_and_rollout(env):
     np.testing.assert_allclose(s["mean_throughput"], thr[mask].mean(), rtol=1e-6)
     # twins reset together after 4 steps: every twin draws new users (new positions)
     assert 0.0 < s["jain"] <= 1.0
-    with pytest.raises(ValueError, match="one per twin"):
+    with pytest.raises(ValueError, match="one entry per twin"):
         twin_params(env, [2, 3], mobility=speeds)
     with pytest.raises(ValueError, match="num_users"):
         twin_params(env, [2, 11])
+    with pytest.raises(TypeError, match="num_users"):
+        twin_params(env, num_users=[2.9])  # refused, not truncated
+    with pytest.raises(ValueError, match="one entry per twin"):
+        twin_params(env, per_twin={"num_users": [2, 3], "decision_prob": [0.5]})
+    batch = twin_params(env, per_twin={"decision_prob": [0.5, 1.0]}, num_users=[3, 3])
+    np.testing.assert_allclose(np.asarray(batch.decision_prob), [0.5, 1.0])
+    means = summarize_rollout(traj, ("throughput", "reward", "jain"))
+    np.testing.assert_allclose(means["throughput"], thr[mask].mean(), rtol=1e-6)
+    np.testing.assert_allclose(means["jain"], np.mean(traj["jain"]), rtol=1e-6)
+
+
+# PPO on association-v0 under jax.vmap over seeds once deadlocked the XLA CPU runtime (batched
+# LAPACK QR of the orthogonal init, issue 8); a subprocess with a timeout turns a hang into a
+# failure. Tiny sizes keep the compile short (vmap = per-seed runs is tested in test_ppo.py).
+_SEEDS_SCRIPT = textwrap.dedent("""
+    import jax, numpy as np
+    import dtwin_jax
+    from dtwin_jax.learners.ppo import PPOConfig
+    from dtwin_jax.parallel import train_parallel, twin_params
+    env = dtwin_jax.make("association-v0", num_bs=4, num_macro=1, max_users=6,
+                         num_candidates=2, mobility="waypoint", area_m=300.0)
+    batch = twin_params(env, [4, 6], episode_length=5)
+    config = PPOConfig(num_envs=2, num_steps=4, total_timesteps=2 * 4 * 3, num_minibatches=2,
+                       update_epochs=2, hidden_sizes=(8,), info_keys=("cell_edge",))
+    key = jax.random.PRNGKey(0)
+    runner, metrics, _ = train_parallel(env, batch, config, key, num_seeds=2)
+    assert metrics["reward"].shape == (2, 3), metrics["reward"].shape
+    for name in ("reward", "value_loss", "cell_edge"):
+        assert np.isfinite(np.asarray(metrics[name])).all(), name
+    assert not np.allclose(metrics["value_loss"][0], metrics["value_loss"][1])
+    np.testing.assert_array_equal(metrics["episodes"], [[0, 2, 2]] * 2)  # ends: steps 5, 10
+    print("SEEDS_OK")
+""")
+
+
+def test_seeds_vmap_on_association_matches_sequential_runs():
+    out = subprocess.run([sys.executable, "-c", _SEEDS_SCRIPT], capture_output=True, text=True,
+                         timeout=400, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert "SEEDS_OK" in out.stdout, out.stderr[-3000:]
 
 
 _SHARD_SCRIPT = textwrap.dedent("""
