@@ -208,3 +208,24 @@ def test_make_train_rejects_bad_inputs_before_tracing():
     with pytest.raises(TypeError, match="PPO accepts.*MultiDiscrete, Box or Simplex"):
         make_train(VectorDiscreteEnv(), None, small_config(2))
     assert PPOConfig(num_envs=2, num_steps=8, total_timesteps=100).num_updates == 6
+
+
+def test_vecenv_reset_stays_a_cond_under_vmap_over_seeds():
+    """Seeds with different episode ends: ``done.any()`` would be batched and turn the reset's
+    ``lax.cond`` into a ``select`` (reset computed every step); ``any_in_batch`` keeps it."""
+    vec = VecEnv(CounterEnv(), 2)
+
+    def run(key, horizon):
+        params = vec.batch_params().replace(horizon=jnp.broadcast_to(horizon, (2,)))
+        obs, state = vec.reset(key, params)
+
+        def body(carry, k):
+            obs, state, reward, *_ = vec.step(k, carry, jnp.ones(2, jnp.int32), params)
+            return state, reward
+
+        return jax.lax.scan(body, state, jax.random.split(key, 6))[1]
+
+    keys, horizons = jax.random.split(jax.random.PRNGKey(0), 2), jnp.array([2, 3])
+    assert "cond[" in str(jax.make_jaxpr(jax.vmap(run))(keys, horizons))
+    rewards = jax.jit(jax.vmap(run))(keys, horizons)
+    np.testing.assert_array_equal(rewards, 1.0)
