@@ -76,7 +76,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dtwin_jax import _checks
-from dtwin_jax._params import CONCRETE, ParamsMixin, Rules
+from dtwin_jax._params import CONCRETE, Rules
 from dtwin_jax.envs.base import AgentObs, MultiAgentEnv
 from dtwin_jax.envs.dnt_sync import generator, physics
 from dtwin_jax.envs.dnt_sync.types import DntParams, DntState
@@ -93,7 +93,7 @@ def persistence(history: jax.Array) -> jax.Array:
     return history[-1]
 
 
-class DntSyncEnv(MultiAgentEnv, ParamsMixin):
+class DntSyncEnv(MultiAgentEnv):
     """Digital network twin synchronisation (see the module docstring).
 
     Args:
