@@ -202,9 +202,10 @@ class _OneStepEnv(CounterRules):
         return CounterParams()
 
     def _state(self, state=None, reward=0.0):
-        total = jnp.float32(0.0) if state is None else state.total + jnp.sum(reward)
-        t = jnp.int32(0) if state is None else state.t + 1
-        return CounterState(t=t, total=total)
+        if state is None:
+            return CounterState(t=jnp.int32(0), total=jnp.float32(0.0))
+        total = state.total + jnp.sum(reward, dtype=jnp.float32)
+        return CounterState(t=state.t + 1, total=total)
 
 
 class MultiDiscreteBanditEnv(_OneStepEnv, MultiAgentEnv):
@@ -252,7 +253,7 @@ class BoxTargetEnv(_OneStepEnv, Environment):
         return jnp.ones((1,), jnp.float32), self._state()
 
     def step_env(self, key, state, action, params):
-        reward = -jnp.sum(jnp.square(action - jnp.array(BOX_TARGET)))
+        reward = -jnp.sum(jnp.square(action - jnp.array(BOX_TARGET, jnp.float32)))
         obs = jnp.ones((1,), jnp.float32)
         return obs, self._state(state, reward), reward, jnp.bool_(True), jnp.bool_(False), {}
 
@@ -282,7 +283,7 @@ class ShareTargetEnv(_OneStepEnv, MultiAgentEnv):
         return self._obs(), self._state()
 
     def step_env(self, key, state, action, params):
-        reward = -10.0 * jnp.sum(jnp.square(action - jnp.array(SHARE_TARGET)), axis=-1)
+        reward = -10.0 * jnp.sum(jnp.square(action - jnp.array(SHARE_TARGET, jnp.float32)), axis=-1)
         info = {"agent_mask": jnp.array([True, True])}
         done = jnp.bool_(True)
         return self._obs(), self._state(state, reward), reward, done, jnp.bool_(False), info
