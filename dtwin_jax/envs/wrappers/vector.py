@@ -60,12 +60,23 @@ class VecEnv:
         keys = jax.random.split(key, self.num_envs)
         return jax.vmap(self.env.reset_env)(keys, params)
 
+    def check_action(self, action, params: Params) -> jax.Array:
+        """``action [num_envs, ...]`` as an array after the env's trace-time check of one
+        twin's action (shape and dtype kind); raises naming ``action``."""
+        action = jnp.asarray(action)
+        if action.ndim == 0 or action.shape[0] != self.num_envs:
+            raise ValueError(f"action has shape {action.shape}; expected a leading axis of "
+                             f"num_envs={self.num_envs}")
+        self.env.check_action(action[0], jax.tree.map(lambda p: p[0], params))
+        return action
+
     def step(self, key: chex.PRNGKey, state, action: chex.Array, params: Params):
         """Step every twin; twins whose episode ended restart (see module docstring).
 
         Returns ``(obs, state, reward, terminated, truncated, info)`` with a leading
         ``[num_envs]`` axis; ``info["final_observation"]`` is the observation before any reset.
         """
+        action = self.check_action(action, params)
         key_step, key_reset = jax.random.split(key)
         obs, state, reward, terminated, truncated, info = jax.vmap(self.env.step_env)(
             jax.random.split(key_step, self.num_envs), state, action, params
