@@ -197,7 +197,7 @@ def test_baselines(env, params, fns):
     # a centralised association is mapped to candidate indices; unreachable targets -> best legal
     target = jnp.asarray(cand[:, 1])
     np.testing.assert_array_equal(np.asarray(target_to_action(state, target)), 1)
-    pol = association_policy(lambda sinr, active, p: jnp.full(12, 99, jnp.int32))
+    pol = association_policy(lambda sinr, active, p, allowed: jnp.full(12, 99, jnp.int32))
     np.testing.assert_array_equal(np.asarray(pol(key, obs, state, p1)), 0)
     a_rand = np.asarray(random_policy(env)(key, obs, state, p1))
     assert np.asarray(obs.action_mask)[np.arange(12), a_rand].all()

@@ -8,6 +8,7 @@ from dtwin_jax.envs.association.env import (
     BS_AREA_MARGIN,
     MAX_AREA_M,
     MAX_STATE_BYTES,
+    OBSERVATIONS,
     AssociationEnv,
 )
 from dtwin_jax.envs.association.generator import MOBILITY_CHOICES, default_deployment
@@ -28,6 +29,7 @@ __all__ = [
     "MAX_AREA_M",
     "MAX_STATE_BYTES",
     "MOBILITY_CHOICES",
+    "OBSERVATIONS",
     "AssociationEnv",
     "AssociationParams",
     "AssociationState",

@@ -25,18 +25,30 @@ Time line of ``step``: the action applies to the positions (and SINR) that the a
 rates and rewards are computed there, then users move, leave and arrive, and the next
 observation is computed at the new positions.
 
-Observation of user ``u`` (``features [U, 4 N]`` float32, N = ``num_candidates``), for
-candidate ``k`` (BSs sorted by decreasing SINR)::
+Density process (a non-stationary network): the active-user count tracks a daily-style
+profile ``n*(t) = num_users (1 + density_amp sin(2 pi (t / density_period + phase)))``, with
+``phase`` drawn uniformly per episode (``state.phase``). Each step users leave with
+probability ``max(churn, 1 - n*/n)`` and free slots fill with the probability that makes the
+expected count ``n*(t+1)`` (:func:`.generator.presence_probs`); ``density_amp = 0`` and
+``churn = 0`` keep a fixed set of ``num_users`` users.
+
+Observation of user ``u`` for candidate ``k`` (BSs sorted by decreasing SINR), N =
+``num_candidates``. ``observation="paper"`` (default; the paper's state, ``[U, 3 N]``)::
 
     features[u, k]        (SINR_dB - 10) / 20, clipped to [-10, 10]
-    features[u, N + k]    load of the candidate / mean load (n_active / B), clipped to [0, 20]
+    features[u, N + k]    users on the candidate / load_ref, clipped to [0, 20]
     features[u, 2N + k]   1 if the candidate is the user's current BS, else 0
-    features[u, 3N + k]   ln(rate if the user joined / rate_ref) / 5, clipped to [-10, 10]
+
+``observation="rich"`` (an ablation, ``[U, 4 N]``): the load is divided by the mean load
+(n_active / B) instead, and ``features[u, 3N + k] = ln(rate if the user joined / rate_ref)
+/ 5`` (clipped to [-10, 10]) is added: the greedy-rate baseline's score, i.e. the answer.
 
 ``action [U]`` int: a candidate index per user (``Discrete(N)``). ``action_mask [U, N]``: a
 user may change BS only on steps where it holds a decision token (probability
-``decision_prob``; asynchronous decisions avoid all users herding at once); otherwise only
-its current BS is legal. A user whose current BS left its candidate set must hand over, and
+``decision_prob``, 1 by default: every-step decisions; below 1 asynchronous decisions avoid
+herding); otherwise only its current BS is legal. Each handover costs ``w_handover`` (0.1 by
+default: the utility of a 10% rate loss for one step) in the user's reward. A user whose
+current BS left its candidate set must hand over, and
 every candidate is legal. Illegal actions follow :func:`dtwin_jax.envs.base.legal_action`
 (the first legal candidate). ``agent_mask [U]``: active users.
 
@@ -70,6 +82,8 @@ DEFAULT_TILE_CELLS = 64
 MAX_AREA_M = 1.0e5
 #: largest per-twin state accepted by the constructor (bytes, see ``state_bytes``)
 MAX_STATE_BYTES = 256 * 2**20
+#: the observation kinds (see the module docstring)
+OBSERVATIONS = ("paper", "rich")
 #: BSs may sit outside the mobility area by this fraction of its side (per axis)
 BS_AREA_MARGIN = 0.1
 
@@ -94,6 +108,8 @@ class AssociationEnv(MultiAgentEnv):
             cover the area, at most ``DEFAULT_TILE_CELLS``); the shadowing repeats every
             ``T * shadow_cell_m`` metres (see :mod:`dtwin_jax.radio.periodic_shadowing`).
         playback_samples: trajectory length T of ``"playback"`` mobility.
+        observation: ``"paper"`` (SINR, load, previous association; 3N features) or
+            ``"rich"`` (adds rate-if-joined and divides loads by the mean load; 4N).
 
     Raises ``ValueError`` when :meth:`state_bytes` exceeds ``MAX_STATE_BYTES``.
     """
@@ -110,6 +126,7 @@ class AssociationEnv(MultiAgentEnv):
         shadow_cell_m: float = 10.0,
         playback_samples: int = 64,
         shadow_tile_cells: int | None = None,
+        observation: str = "paper",
     ):
         self.num_bs = _checks.check_int("num_bs", num_bs, lo=1)
         self.num_macro = _checks.check_int("num_macro", num_macro, lo=0, hi=self.num_bs)
@@ -122,6 +139,7 @@ class AssociationEnv(MultiAgentEnv):
             "shadow_cell_m", shadow_cell_m, lo=0.0, hi=self.area_m, lo_open=True
         )
         self.num_agents = self.max_users
+        self.observation = _checks.check_choice("observation", observation, OBSERVATIONS)
         cover = max(2, int(np.ceil(self.area_m / self.shadow_cell_m)))
         self.shadow_tile_cells = _checks.check_int(
             "shadow_tile_cells",
@@ -157,7 +175,8 @@ class AssociationEnv(MultiAgentEnv):
     @property
     def default_params(self) -> AssociationParams:
         """Defaults: 46/30 dBm macro/small cells at 25/10 m, 3.5 GHz, 20 MHz, 100 users
-        (at most ``max_users``), 64-step episodes; built without validation (jit-safe)."""
+        (at most ``max_users``) at a fixed density, every-step decisions, handover cost 0.1,
+        load_ref 10 users, 64-step episodes; built without validation (jit-safe)."""
         b, m = self.num_bs, self.num_macro
         is_macro = np.arange(b) < m
         f32 = jnp.float32
@@ -174,11 +193,14 @@ class AssociationEnv(MultiAgentEnv):
             noise_figure_db=f32(9.0),
             ue_height_m=f32(1.5),
             num_users=jnp.int32(min(100, self.max_users)),
+            density_amp=f32(0.0),
+            density_period=f32(64.0),
             churn=f32(0.0),
-            decision_prob=f32(0.25),
+            decision_prob=f32(1.0),
+            load_ref=f32(10.0),
             w_own=f32(1.0),
             w_net=f32(1.0),
-            w_handover=f32(0.0),
+            w_handover=f32(0.1),
             rate_ref_bps=f32(1e6),
             episode_length=jnp.int32(64),
             mobility=generator.default_mobility_params(self.mobility, self.area_m),
@@ -196,8 +218,11 @@ class AssociationEnv(MultiAgentEnv):
         arr("noise_figure_db", params.noise_figure_db, (), 0.0, 30.0)
         arr("ue_height_m", params.ue_height_m, (), 1.0, 22.5)
         arr("num_users", params.num_users, (), 1, self.max_users, integer=True)
+        arr("density_amp", params.density_amp, (), 0.0, 1.0)
+        arr("density_period", params.density_period, (), 0.0, 1e9, lo_open=True)
         arr("churn", params.churn, (), 0.0, 1.0)
         arr("decision_prob", params.decision_prob, (), 0.0, 1.0)
+        arr("load_ref", params.load_ref, (), 0.0, 1e6, lo_open=True)
         for name in ("w_own", "w_net", "w_handover"):
             arr(name, getattr(params, name), (), 0.0, 1e3)
         arr("rate_ref_bps", params.rate_ref_bps, (), 0.0, 1e12, lo_open=True)
@@ -215,12 +240,14 @@ class AssociationEnv(MultiAgentEnv):
     # ------------------------------------------------------------------ spaces
     @property
     def feature_dim(self) -> int:
-        return 4 * self.num_candidates
+        return (4 if self.observation == "rich" else 3) * self.num_candidates
 
     def observation_space(self, params=None) -> Box:
         n, lim = self.num_candidates, physics.FEATURE_LIMIT
-        lo = np.repeat([-lim, 0.0, 0.0, -lim], n).astype(np.float32)
-        hi = np.repeat([lim, physics.LOAD_LIMIT, 1.0, lim], n).astype(np.float32)
+        lo, hi = [-lim, 0.0, 0.0, -lim], [lim, physics.LOAD_LIMIT, 1.0, lim]
+        kinds = self.feature_dim // n
+        lo = np.repeat(lo[:kinds], n).astype(np.float32)
+        hi = np.repeat(hi[:kinds], n).astype(np.float32)
         return Box(lo, hi, (self.feature_dim,))
 
     def action_space(self, params=None) -> Discrete:
@@ -251,20 +278,24 @@ class AssociationEnv(MultiAgentEnv):
     def _start(self, key, params, init_mobility, init_shadow):
         """A new episode; ``init_mobility(key) -> mobility state``, ``init_shadow(key) ->
         shadowing tile``. Returns (obs, state)."""
-        k_mob, k_shadow, k_tok = jax.random.split(key, 3)
+        k_mob, k_shadow, k_tok, k_phase = jax.random.split(key, 4)
         mob = init_mobility(k_mob)
         shadow = init_shadow(k_shadow)
-        active = generator.initial_active(params.num_users, self.max_users)
+        token_u = jax.random.uniform(k_tok, (self.max_users,))
+        phase = jax.random.uniform(k_phase)  # cycles of the density profile
+        t0 = jnp.int32(0)
+        target = generator.target_users(t0, phase, params, self.max_users)
+        active = generator.initial_active(target, self.max_users)
         sinr = physics.sinr(mob.pos, shadow, params, self.num_macro)
         assoc = jnp.argmax(sinr, axis=-1).astype(jnp.int32)
-        token_u = jax.random.uniform(k_tok, (self.max_users,))
-        return self._observe(token_u, mob, shadow, active, assoc, sinr, jnp.int32(0), params)
+        return self._observe(token_u, mob, shadow, active, assoc, sinr, t0, phase, params)
 
-    def _observe(self, token_u, mob, shadow, active, assoc, sinr, t, params):
+    def _observe(self, token_u, mob, shadow, active, assoc, sinr, t, phase, params):
         obs, cand, mask = physics.observe(token_u, active, assoc, sinr, params,
-                                          self.num_candidates)
+                                          self.num_candidates, self.observation == "rich")
         state = AssociationState(mobility=mob, shadow=shadow, active=active, assoc=assoc,
-                                 sinr=sinr, candidates=cand, action_mask=mask, t=t)
+                                 sinr=sinr, candidates=cand, action_mask=mask, t=t,
+                                 phase=phase)
         return obs, state
 
     def chosen_bs(self, state: AssociationState, action: jax.Array) -> jax.Array:
@@ -293,13 +324,14 @@ class AssociationEnv(MultiAgentEnv):
         )
 
         mob = self.mobility.step(k_mob, state.mobility, params.mobility)
-        active_next = generator.churn(churn_u, active, params, self.max_users)
+        t = state.t + 1
+        target = generator.target_users(t, state.phase, params, self.max_users)
+        active_next = generator.churn(churn_u, active, target, params, self.max_users)
         sinr = physics.sinr(mob.pos, state.shadow, params, self.num_macro)
         arrived = active_next & ~active
         assoc = jnp.where(arrived, jnp.argmax(sinr, axis=-1).astype(jnp.int32), assoc)
-        t = state.t + 1
         obs, state = self._observe(token_u, mob, state.shadow, active_next, assoc, sinr, t,
-                                   params)
+                                   state.phase, params)
         info["agent_mask"] = active_next
         truncated = t >= params.episode_length
         return obs, state, reward, jnp.bool_(False), truncated, info

@@ -96,16 +96,36 @@ def default_mobility_params(model: MobilityModel, area_m: float):
     return p
 
 
-def initial_active(num_users: jax.Array, max_users: int) -> jax.Array:
-    """``[U]`` bool: the first ``num_users`` slots are active at reset."""
-    return jnp.arange(max_users) < num_users
+def target_users(t: jax.Array, phase: jax.Array, params, max_users: int) -> jax.Array:
+    """``n*(t) = num_users (1 + density_amp sin(2 pi (t / density_period + phase)))`` (float,
+    users), clipped to ``[0, max_users]``; ``t`` in steps, ``phase`` in cycles."""
+    angle = 2.0 * jnp.pi * (t / params.density_period + phase)
+    n = params.num_users.astype(jnp.float32) * (1.0 + params.density_amp * jnp.sin(angle))
+    return jnp.clip(n, 0.0, float(max_users))
 
 
-def churn(u: jax.Array, active: jax.Array, params, max_users: int) -> jax.Array:
-    """Departures with probability ``churn``; arrivals into free slots keep the mean count.
+def initial_active(target: jax.Array, max_users: int) -> jax.Array:
+    """``[U]`` bool: the first ``round(target)`` slots are active at reset."""
+    return jnp.arange(max_users) < jnp.round(target)
 
-    ``u [U]``: uniforms in [0, 1), one per user slot. Returns the next ``active [U]``."""
-    n = params.num_users.astype(jnp.float32)
+
+def presence_probs(n: jax.Array, target: jax.Array, churn_p: jax.Array, max_users: int):
+    """Per-user departure and per-free-slot arrival probabilities that take ``n`` active users
+    to ``target`` in expectation: ``p_leave = max(churn, 1 - target / n)`` and
+    ``p_arrive = (target - n (1 - p_leave)) / (U - n)``, both clipped to [0, 1] (the mean is
+    exact unless a clip binds). Scalars in, scalars out."""
+    n = n.astype(jnp.float32)
+    need = jnp.where(n > 0, 1.0 - target / jnp.maximum(n, 1.0), 0.0)
+    p_leave = jnp.clip(jnp.maximum(churn_p, need), 0.0, 1.0)
     free = jnp.maximum(max_users - n, 1.0)
-    p_arrive = jnp.clip(params.churn * n / free, 0.0, 1.0)
-    return jnp.where(active, u >= params.churn, u < p_arrive)
+    p_arrive = jnp.clip((target - n * (1.0 - p_leave)) / free, 0.0, 1.0)
+    return p_leave, p_arrive
+
+
+def churn(u: jax.Array, active: jax.Array, target: jax.Array, params, max_users: int):
+    """Departures and arrivals towards ``target`` users (see :func:`presence_probs`).
+
+    ``u [U]``: uniforms in [0, 1), one per user slot. Returns the next ``active [U]``; with
+    ``density_amp = 0`` and ``churn = 0`` nobody moves in or out."""
+    p_leave, p_arrive = presence_probs(active.sum(), target, params.churn, max_users)
+    return jnp.where(active, u >= p_leave, u < p_arrive)

@@ -126,13 +126,52 @@ def top_candidates(sinr_lin: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
     return jnp.stack(vals, axis=-1), jnp.stack(sels, axis=-2)
 
 
-def observe(token_u, active, assoc, sinr_lin, params, num_candidates: int):
+def bs_loads(assoc: jax.Array, active: jax.Array, num_bs: int) -> jax.Array:
+    """Active users per BS ``[B]`` (float32) of ``assoc [U]``."""
+    on_bs = (assoc[:, None] == jnp.arange(num_bs, dtype=jnp.int32)) & active[:, None]
+    return on_bs.sum(0).astype(jnp.float32)
+
+
+def join_rate(cand_sinr: jax.Array, cand_load: jax.Array, is_cur: jax.Array, bandwidth_hz):
+    """Rate (bit/s) ``[U, N]`` each user would get on each candidate, given the loads:
+    ``bandwidth / max(load + 1 - is_current, 1) * log2(1 + SINR)``."""
+    join_load = cand_load + 1.0 - is_cur.astype(jnp.float32)
+    return bandwidth_hz / jnp.maximum(join_load, 1.0) * link.spectral_efficiency(cand_sinr)
+
+
+def paper_features(top, cand_load, is_cur, params) -> jax.Array:
+    """The paper's state ``[U, 3N]``: SINR (dB, normalised), raw load / ``load_ref``,
+    previous-association flag (see the table in :mod:`dtwin_jax.envs.association.env`)."""
+    top_db = link.linear_to_db(top)
+    return jnp.concatenate([
+        jnp.clip((top_db - 10.0) / 20.0, -FEATURE_LIMIT, FEATURE_LIMIT),
+        jnp.clip(cand_load / params.load_ref, 0.0, LOAD_LIMIT),
+        is_cur.astype(jnp.float32),
+    ], axis=-1)
+
+
+def rich_features(top, cand_load, is_cur, n_act, params) -> jax.Array:
+    """The ablation state ``[U, 4N]``: SINR, load / mean load per BS, flag, and the log of
+    the rate if the user joined (the greedy-rate baseline's score)."""
+    num_bs = params.bs_xy.shape[0]
+    rel_load = cand_load / (n_act / num_bs)
+    rate = join_rate(top, cand_load, is_cur, params.bandwidth_hz)
+    return jnp.concatenate([
+        jnp.clip((link.linear_to_db(top) - 10.0) / 20.0, -FEATURE_LIMIT, FEATURE_LIMIT),
+        jnp.clip(rel_load, 0.0, LOAD_LIMIT),
+        is_cur.astype(jnp.float32),
+        jnp.clip(log_util(rate, params) / 5.0, -FEATURE_LIMIT, FEATURE_LIMIT),
+    ], axis=-1)
+
+
+def observe(token_u, active, assoc, sinr_lin, params, num_candidates: int, rich: bool = False):
     """Candidates, action mask and features at the current positions.
 
     ``token_u [U]``: uniforms in [0, 1) that hand out the decision tokens (a user holding one,
     or whose current BS left its candidates, may pick any candidate; the others only their
-    current BS). Returns ``(AgentObs, candidates [U, N] int32, mask [U, N] bool)``; see the
-    feature table in :mod:`dtwin_jax.envs.association.env`.
+    current BS). ``rich`` (static): the 4N ablation state instead of the paper's 3N.
+    Returns ``(AgentObs, candidates [U, N] int32, mask [U, N] bool)``; see the feature table
+    in :mod:`dtwin_jax.envs.association.env`.
     """
     num_bs = sinr_lin.shape[-1]
     top, sel = top_candidates(sinr_lin, num_candidates)  # [U, N], [U, N, B]
@@ -144,22 +183,11 @@ def observe(token_u, active, assoc, sinr_lin, params, num_candidates: int):
     free = token | ~has_cur
     mask = free[:, None] | is_cur
 
-    on_bs = (assoc[:, None] == b_idx) & active[:, None]  # [U, B]
-    load = on_bs.sum(0).astype(jnp.float32)  # [B]
-    n_act = jnp.maximum(active.sum(), 1).astype(jnp.float32)
+    load = bs_loads(assoc, active, num_bs)  # [B]
     cand_load = jnp.sum(jnp.where(sel, load, 0.0), axis=-1)  # [U, N]
-    rel_load = cand_load / (n_act / num_bs)
-    join_load = cand_load + 1.0 - is_cur.astype(jnp.float32)
-    share = params.bandwidth_hz / jnp.maximum(join_load, 1.0)
-    rate_join = share * link.spectral_efficiency(top)
-    top_db = link.linear_to_db(top)
-    feats = jnp.concatenate(
-        [
-            jnp.clip((top_db - 10.0) / 20.0, -FEATURE_LIMIT, FEATURE_LIMIT),
-            jnp.clip(rel_load, 0.0, LOAD_LIMIT),
-            is_cur.astype(jnp.float32),
-            jnp.clip(log_util(rate_join, params) / 5.0, -FEATURE_LIMIT, FEATURE_LIMIT),
-        ],
-        axis=-1,
-    )
+    if rich:
+        n_act = jnp.maximum(active.sum(), 1).astype(jnp.float32)
+        feats = rich_features(top, cand_load, is_cur, n_act, params)
+    else:
+        feats = paper_features(top, cand_load, is_cur, params)
     return AgentObs(features=feats, action_mask=mask, agent_mask=active), cand, mask

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from dtwin_jax import _checks
 from dtwin_jax.allocation import association as rules
+from dtwin_jax.envs.association import physics
 from dtwin_jax.envs.association.types import AssociationState
 from dtwin_jax.envs.base import AgentObs
 from dtwin_jax.radio import link
@@ -78,23 +79,27 @@ def random_policy(env):
 
 def greedy_rate_policy(env):
     """Selfish best response: the legal candidate with the highest rate if the user joined it
-    (given the current loads, read from the observation); a load-aware heuristic, not a
-    paper baseline."""
-    n = env.num_candidates
+    given the current loads (:func:`~.physics.join_rate`, read from the state, so it works with
+    either observation); a load-aware heuristic, not a paper baseline."""
 
     def policy(key, obs: AgentObs, state: AssociationState, params) -> jax.Array:
-        scores = jnp.where(obs.action_mask, obs.features[:, 3 * n:], -jnp.inf)
-        return jnp.argmax(scores, axis=-1).astype(jnp.int32)
+        cand_sinr = jnp.take_along_axis(state.sinr, state.candidates, axis=-1)
+        load = physics.bs_loads(state.assoc, state.active, state.sinr.shape[-1])
+        is_cur = state.candidates == state.assoc[:, None]
+        rate = physics.join_rate(cand_sinr, load[state.candidates], is_cur, params.bandwidth_hz)
+        return jnp.argmax(jnp.where(state.action_mask, rate, -jnp.inf), axis=-1).astype(jnp.int32)
 
     return policy
 
 
 def association_policy(association_fn):
-    """Wrap a centralised association ``association_fn(sinr [U, B], active [U], params) ->
-    bs [U]`` (e.g. :func:`~dtwin_jax.allocation.association.load_balancing_dual`) as a
-    policy in candidate index space."""
+    """Wrap a centralised association ``association_fn(sinr [U, B], active [U], params,
+    allowed [U, B]) -> bs [U]`` (e.g. the Ye et al. dual of
+    :func:`~dtwin_jax.allocation.association.load_balancing_dual`) as a policy in candidate
+    index space; ``allowed`` is :func:`legal_bs`, the same candidate set the learner has."""
 
     def policy(key, obs: AgentObs, state: AssociationState, params) -> jax.Array:
-        return target_to_action(state, association_fn(state.sinr, state.active, params))
+        target = association_fn(state.sinr, state.active, params, legal_bs(state))
+        return target_to_action(state, target)
 
     return policy

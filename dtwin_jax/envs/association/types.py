@@ -25,10 +25,17 @@ class AssociationParams:
     bandwidth_hz       []          float32  bandwidth per BS (Hz), (0, 1e10]
     noise_figure_db    []          float32  UE noise figure (dB), [0, 30]
     ue_height_m        []          float32  UE height (m), [1, 22.5]
-    num_users          []          int32    active users at reset (mean under churn),
-                                            [1, max_users]
-    churn              []          float32  per-step probability that a user leaves, [0, 1]
+    num_users          []          int32    mean active users (the density profile's
+                                            centre), [1, max_users]
+    density_amp        []          float32  relative amplitude of the daily-style profile
+                                            ``n*(t) = num_users (1 + amp sin(2 pi (t /
+                                            period + phase)))``, [0, 1]
+    density_period     []          float32  period of that profile (steps), (0, 1e9]
+    churn              []          float32  per-step probability that a user leaves (at
+                                            least; more when above n*), [0, 1]
     decision_prob      []          float32  probability of a decision token, [0, 1]
+    load_ref           []          float32  users per BS that the "paper" state's load
+                                            feature divides by, (0, 1e6]
     w_own, w_net,      []          float32  reward weights: own utility, network utility,
     w_handover                              penalty per own handover; each in [0, 1e3]
     rate_ref_bps       []          float32  utility reference rate (bit/s), (0, 1e12]
@@ -47,8 +54,11 @@ class AssociationParams:
     noise_figure_db: jax.Array
     ue_height_m: jax.Array
     num_users: jax.Array
+    density_amp: jax.Array
+    density_period: jax.Array
     churn: jax.Array
     decision_prob: jax.Array
+    load_ref: jax.Array
     w_own: jax.Array
     w_net: jax.Array
     w_handover: jax.Array
@@ -72,6 +82,8 @@ class AssociationState:
     candidates   [U, N]      int32    BS index of each candidate, best first
     action_mask  [U, N]      bool     the mask of the last observation
     t            []          int32    step within the episode
+    phase        []          float32  phase of the density profile (cycles, [0, 1)),
+                                      drawn per episode
     ===========  ==========  =======  ================================================
     """
 
@@ -83,3 +95,4 @@ class AssociationState:
     candidates: jax.Array
     action_mask: jax.Array
     t: jax.Array
+    phase: jax.Array
