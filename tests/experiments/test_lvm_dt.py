@@ -6,32 +6,54 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from dtwin_jax.experiments.lvm_dt import PRESETS, LvmDtConfig, run, write_results
+from dtwin_jax.experiments.lvm_dt import (
+    PRESETS,
+    LvmDtConfig,
+    format_table,
+    num_updates,
+    paired_gain,
+    run,
+    t_ci,
+    write_results,
+)
 
 TINY = replace(
-    PRESETS["small"], num_bs=4, num_macro=1, max_users=8, num_candidates=2, real_users=6,
-    twin_users=(3, 8), eval_users=(6,), twin_counts=(2,), mobility_models=(), batch_steps=8,
-    num_updates=2, num_minibatches=2, update_epochs=1, episode_length=4, eval_twins=1,
+    PRESETS["demo"], real_map="pyrosm_test", num_bs=4, num_macro=1, num_candidates=2,
+    real_users=6, twin_users=(3, 8), eval_users=(6, 10), num_twins=2,
+    twin_mobilities=("waypoint",), copies=False, rich_ablation=True, batch_steps=8,
+    live_samples=8 * 6 * 2, num_minibatches=2, update_epochs=1, episode_length=4, eval_twins=1,
     eval_steps=4, shadow_cell_m=50.0, hidden=(8,), baselines=("max-SINR", "Ye-dual"),
     num_seeds=2,
 )
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="real_users"):
-        LvmDtConfig(real_users=500)
     with pytest.raises(ValueError, match="multiple"):
-        LvmDtConfig(twin_counts=(3,))
-    with pytest.raises(ValueError, match="mobility_models"):
-        LvmDtConfig(mobility_models=("teleport",))
+        LvmDtConfig(num_twins=3)
+    with pytest.raises(ValueError, match="twin_mobilities"):
+        LvmDtConfig(twin_mobilities=("teleport",))
     with pytest.raises(ValueError, match="max-SINR"):
         LvmDtConfig(baselines=("random",))
 
 
-def test_dual_association_balances_load():
-    """Two users hear BS 0 best; with the log-utility objective one of them moves to BS 1
-    once sharing BS 0 halves its rate below what BS 1 offers; inactive users get -1."""
+def test_statistics():
+    v = [1.0, 2.0, 4.0, 3.0, 5.0]
+    mean, half = t_ci(v)
+    assert mean == 3.0
+    np.testing.assert_allclose(half, stats.t.ppf(0.975, 4) * np.std(v, ddof=1) / np.sqrt(5))
+    g = paired_gain([1.2, 1.1, 1.3], [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(g["per_seed"], [0.2, 0.1, 0.3])
+    assert not g["excludes_zero"]  # t(0.975, 2) = 4.3: 0.2 +- 0.25
+    assert paired_gain([1.2, 1.21, 1.19], [1.0, 1.0, 1.0])["excludes_zero"]
+    # budgets in live samples: more users per twin-step, fewer updates
+    assert num_updates(PRESETS["full"], 40) > num_updates(PRESETS["full"], 70)
+
+
+def test_dual_association_balances_load_on_the_candidate_set():
+    """Two users hear BS 0 best; one moves to BS 1 once sharing BS 0 halves its rate below
+    what BS 1 offers; a BS outside a user's candidate set is never chosen; inactive -> -1."""
     import jax.numpy as jnp
 
     from dtwin_jax.experiments.lvm_dt import dual_association
@@ -41,9 +63,11 @@ def test_dual_association_balances_load():
 
     sinr = 10 ** (jnp.array([[30.0, 25.0], [30.0, 0.0], [30.0, -5.0]]) / 10)
     active = jnp.array([True, True, False])
-    assoc = np.asarray(dual_association(sinr, active, Params()))
-    # log2(1+1000)/2 = 4.98 < log2(1+316) = 8.3 for user 0; user 1 stays (1 bit/s/Hz on BS 1)
-    np.testing.assert_array_equal(assoc, [1, 0, -1])
+    np.testing.assert_array_equal(np.asarray(dual_association(sinr, active, Params())),
+                                  [1, 0, -1])
+    allowed = jnp.array([[True, False], [True, True], [True, True]])
+    np.testing.assert_array_equal(np.asarray(dual_association(sinr, active, Params(),
+                                                              allowed)), [0, 0, -1])
 
 
 def test_tiny_run_writes_results(tmp_path):
@@ -53,17 +77,25 @@ def test_tiny_run_writes_results(tmp_path):
     for per in base.values():
         s = per["6"]
         assert 0 < s["cell_edge"] <= s["mean_throughput"] and 0 < s["jain"] <= 1
-    ppo = results["twin_count"]["2"]
-    assert ppo["num_twins"] == 2 and len(ppo["per_seed"]) == 2
-    curves = np.asarray(ppo["curves"]["cell_edge"])
-    assert curves.shape == (2, 2) and np.isfinite(curves).all()
-    mean, half = ppo["mean_ci"]["6"]["cell_edge"]
-    seeds = [r["6"]["cell_edge"] for r in ppo["per_seed"]]
+        np.testing.assert_allclose(s["score"], s["log_utility_per_user_step"]
+                                   - 0.1 * s["handovers_per_user_step"])
+    assert list(results["arms"]) == ["single", "twins-waypoint (K=2)", "single-rich"]
+    single, twins = results["arms"]["single"], results["arms"]["twins-waypoint (K=2)"]
+    assert twins["num_twins"] == 2 and len(twins["per_seed"]) == 2
+    assert single["updates"] >= twins["updates"]  # more users per twin-step in the twins
+    assert len(single["live_samples_per_seed"]) == 2
+    mean, half = twins["mean_ci"]["6"]["cell_edge"]
+    seeds = [r["6"]["cell_edge"] for r in twins["per_seed"]]
     np.testing.assert_allclose(mean, np.mean(seeds))
-    np.testing.assert_allclose(half, 1.96 * np.std(seeds, ddof=1) / np.sqrt(2))
-    gain = results["headline"]["best_ppo_vs_max_sinr"]["6"]["cell_edge_gain"]
-    np.testing.assert_allclose(gain, mean / base["max-SINR"]["6"]["cell_edge"] - 1, rtol=1e-9)
+    np.testing.assert_allclose(half, stats.t.ppf(0.975, 1) * np.std(seeds, ddof=1) / np.sqrt(2))
+    gain = results["headline"]["twins_vs_single"]["twins-waypoint (K=2)"]["10"]["cell_edge"]
+    ref = [r["10"]["cell_edge"] for r in single["per_seed"]]
+    np.testing.assert_allclose(gain["per_seed"],
+                               np.array([r["10"]["cell_edge"] for r in twins["per_seed"]])
+                               / np.array(ref) - 1)
+    assert "PPO single-rich" in format_table(results)
     json_path, png_path = write_results(results, str(tmp_path))
     loaded = json.load(open(json_path))
-    assert "_samples" not in loaded and loaded["config"]["twin_counts"] == [2]
+    assert "_samples" not in loaded and loaded["config"]["num_twins"] == 2
+    assert loaded["provenance"]["commit"]
     assert os.path.getsize(png_path) > 10_000
