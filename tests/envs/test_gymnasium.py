@@ -208,3 +208,14 @@ def test_core_imports_neither_gymnasium_nor_pettingzoo():
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              timeout=120, env=env)
         assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_sb3_example_runs_tiny():
+    """``examples/sb3_ppo.py --tiny`` trains and evaluates (skipped without SB3)."""
+    pytest.importorskip("stable_baselines3")
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "sb3_ppo.py")
+    out = subprocess.run([sys.executable, script, "--tiny", "--episodes", "2"],
+                         capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert out.returncode == 0, out.stderr
+    assert "mean return" in out.stdout
