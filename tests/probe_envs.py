@@ -293,3 +293,66 @@ class ShareTargetEnv(_OneStepEnv, MultiAgentEnv):
 
     def action_space(self, params):
         return Simplex(3)
+
+
+@struct.dataclass
+class CartPoleParams:
+    """Classic cart-pole (Barto, Sutton & Anderson 1983; gym's CartPole constants)."""
+
+    gravity: float = 9.8
+    masscart: float = 1.0
+    masspole: float = 0.1
+    half_length: float = 0.5  # m, half the pole's length
+    force_mag: float = 10.0  # N
+    tau: float = 0.02  # s per step (explicit Euler)
+    theta_limit: float = 12 * 2 * 3.141592653589793 / 360  # rad
+    x_limit: float = 2.4  # m
+    horizon: int = 200
+
+
+@struct.dataclass
+class CartPoleState:
+    s: jax.Array  # [4] x, x_dot, theta, theta_dot
+    t: jax.Array
+
+
+class CartPoleEnv(Environment):
+    """Cart-pole balancing: obs ``[x, x_dot, theta, theta_dot]``, actions push left / right,
+    reward 1 per step, terminated when ``|x| > x_limit`` or ``|theta| > theta_limit``,
+    truncated after ``horizon`` steps; reset state uniform in ``[-0.05, 0.05]^4``."""
+
+    @property
+    def default_params(self):
+        return CartPoleParams()
+
+    def check_params(self, params, rules=CONCRETE):
+        for name in ("gravity", "masscart", "masspole", "half_length", "force_mag", "tau",
+                     "theta_limit", "x_limit"):
+            rules.array(name, getattr(params, name), (), 0.0, lo_open=True)
+        rules.array("horizon", params.horizon, (), 1, integer=True)
+
+    def reset_env(self, key, params):
+        s = jax.random.uniform(key, (4,), jnp.float32, -0.05, 0.05)
+        return s, CartPoleState(s=s, t=jnp.int32(0))
+
+    def step_env(self, key, state, action, params):
+        x, x_dot, th, th_dot = state.s
+        force = jnp.where(action == 1, params.force_mag, -params.force_mag)
+        cos, sin = jnp.cos(th), jnp.sin(th)
+        total = params.masscart + params.masspole
+        pml = params.masspole * params.half_length
+        temp = (force + pml * th_dot**2 * sin) / total
+        th_acc = (params.gravity * sin - cos * temp) / (
+            params.half_length * (4.0 / 3.0 - params.masspole * cos**2 / total))
+        x_acc = temp - pml * th_acc * cos / total
+        s = jnp.stack([x + params.tau * x_dot, x_dot + params.tau * x_acc,
+                       th + params.tau * th_dot, th_dot + params.tau * th_acc]).astype(jnp.float32)
+        t = state.t + 1
+        term = (jnp.abs(s[0]) > params.x_limit) | (jnp.abs(s[2]) > params.theta_limit)
+        return s, CartPoleState(s=s, t=t), jnp.float32(1.0), term, t >= params.horizon, {}
+
+    def observation_space(self, params):
+        return Box(-jnp.inf, jnp.inf, (4,))
+
+    def action_space(self, params):
+        return Discrete(2)
