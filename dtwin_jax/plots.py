@@ -121,3 +121,118 @@ def save(fig, path: str | os.PathLike, dpi: int = 130) -> None:
     fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     os.replace(tmp, path)
     plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- usability figures
+# (deployment, trajectories, throughput CDFs, seed bands, scaling: used by the CLI's run
+# directories, the notebooks and the benchmarks)
+
+
+def deployment_map(bs_xy, user_xy, serving=None, active=None, bs_is_macro=None, field=None,
+                   extent=None, field_label: str = "", ax=None, title: str = ""):
+    """One twin's deployment: BSs ``[B, 2]`` (m; macros ``bs_is_macro [B]`` as triangles),
+    users ``[U, 2]`` (m; only ``active [U]`` ones), a line from each user to its serving BS
+    ``serving [U]`` (int index, negative = none) and, under them, a scalar ``field [H, W]``
+    (coverage, e.g. best SINR in dB, or a shadowing map in dB) over ``extent`` (x0, x1, y0,
+    y1 in m; row 0 at y0) with a colour bar labelled ``field_label``."""
+    ax = _axes(ax)
+    bs_xy, user_xy = np.asarray(bs_xy, np.float64), np.asarray(user_xy, np.float64)
+    live = np.ones(len(user_xy), bool) if active is None else np.asarray(active, bool)
+    if field is not None:
+        image = ax.imshow(np.asarray(field, np.float64), origin="lower", extent=extent,
+                          cmap="viridis", alpha=0.8, aspect="auto")
+        ax.figure.colorbar(image, ax=ax, label=field_label, shrink=0.8)
+    if serving is not None:
+        serving = np.asarray(serving)
+        for u in np.flatnonzero(live & (serving >= 0)):
+            b = bs_xy[serving[u]]
+            ax.plot([user_xy[u, 0], b[0]], [user_xy[u, 1], b[1]], color="0.35", lw=0.5,
+                    alpha=0.7)
+    ax.scatter(*user_xy[live].T, s=8, c="tab:blue", label="users", zorder=3)
+    macro = (np.zeros(len(bs_xy), bool) if bs_is_macro is None
+             else np.asarray(bs_is_macro, bool))
+    ax.scatter(*bs_xy[macro].T, marker="^", s=70, c="k", label="macro BS", zorder=4)
+    ax.scatter(*bs_xy[~macro].T, marker="s", s=25, c="tab:red", label="small cell", zorder=4)
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
+    return ax
+
+
+def trajectory_panels(sets: Mapping[str, np.ndarray], nodes=None, edges=None, bs_xy=None,
+                      max_per_panel: int = 16):
+    """One panel per named trajectory set ``[K, L, 2]`` (m; e.g. real vs generated) over the
+    same street map (``nodes [N, 2]``, ``edges [E, 2]``); at most ``max_per_panel``
+    trajectories each, shared axes. Returns the figure."""
+    fig, axes = plt.subplots(1, len(sets), figsize=(3.6 * len(sets), 3.6), sharex=True,
+                             sharey=True, squeeze=False)
+    for ax, (name, trajs) in zip(axes[0], sets.items(), strict=True):
+        map_with_trajectories(nodes, edges, np.asarray(trajs)[:max_per_panel], bs_xy, ax=ax,
+                              title=name)
+    return fig
+
+
+def throughput_cdfs(rates_bps: Mapping[str, np.ndarray], ax=None, unit: str = "Mb/s",
+                    edge_quantile: float = 0.05, log_x: bool = False):
+    """Empirical CDFs of per-user throughput (bit/s) per named policy, in ``unit`` (``kb/s``,
+    ``Mb/s`` or ``Gb/s``), with a dotted line at the ``edge_quantile`` (cell edge)."""
+    scale = {"kb/s": 1e3, "Mb/s": 1e6, "Gb/s": 1e9}[unit]
+    ax = cdf_plot(rates_bps, ax=ax, xlabel=f"user throughput ({unit})", log_x=log_x,
+                  scale=scale)
+    ax.axhline(edge_quantile, ls=":", color="0.4", lw=0.8)
+    return ax
+
+
+def training_curves(curves: Mapping[str, np.ndarray], ax=None, xlabel: str = "update",
+                    ylabel: str = "", x=None, confidence: float = 0.95):
+    """Mean over seeds (line) and a Student-t ``confidence`` band of the mean of each named
+    ``[seeds, T]`` curve (``[T]`` = one seed, no band); NaN entries (no episode yet) are
+    skipped per update."""
+    from scipy import stats
+
+    ax = _axes(ax)
+    for name, c in curves.items():
+        c = np.atleast_2d(np.asarray(c, np.float64))
+        xs = np.arange(c.shape[1]) if x is None else np.asarray(x)
+        n = np.sum(np.isfinite(c), axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.nansum(c, 0) / np.where(n > 0, n, np.nan)
+            line, = ax.plot(xs, mean, label=name if c.shape[0] == 1 else f"{name} ({c.shape[0]}"
+                            " seeds)")
+            if c.shape[0] > 1:
+                sd = np.sqrt(np.nansum((c - mean) ** 2, 0) / np.maximum(n - 1, 1))
+                half = stats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1)) * sd / np.sqrt(n)
+                half = np.where(n > 1, half, np.nan)
+                ax.fill_between(xs, mean - half, mean + half, alpha=0.25,
+                                color=line.get_color())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def scaling_plot(sizes, series: Mapping[str, np.ndarray], ax=None, xlabel: str = "twins",
+                 ylabel: str = "env steps / s", ideal: bool = True):
+    """Log-log throughput (or any rate) per named series ``[len(sizes)]`` against ``sizes``
+    (NaN = not measured), with the ideal linear scaling from the first series' first point."""
+    ax = _axes(ax)
+    sizes = np.asarray(sizes, np.float64)
+    for name, values in series.items():
+        ax.plot(sizes, np.asarray(values, np.float64), marker="o", ms=3, label=name)
+    if ideal and series:
+        first = np.asarray(next(iter(series.values())), np.float64)
+        ok = np.flatnonzero(np.isfinite(first))
+        if ok.size:
+            i = ok[0]
+            ax.plot(sizes, first[i] * sizes / sizes[i], ls="--", color="0.5", lw=0.8,
+                    label="linear")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    return ax

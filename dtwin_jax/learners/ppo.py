@@ -192,26 +192,18 @@ def _network(config: PPOConfig, env: Environment, params) -> ActorCritic:
     return ActorCritic(hidden_sizes=config.hidden_sizes, activation=config.activation, spec=spec)
 
 
-def make_train(
+def _parts(
     env: Environment,
-    env_params=None,
-    config: PPOConfig | None = None,
-    batched_params: bool = False,
-    progress: bool = False,
-) -> Callable[[chex.PRNGKey], tuple[RunnerState, dict]]:
-    """Build ``train(key) -> (RunnerState, metrics)``: a full PPO run, jit- and vmap-able.
+    env_params,
+    config: PPOConfig,
+    batched_params: bool,
+    progress: bool,
+) -> tuple[Callable[[chex.PRNGKey], RunnerState], Callable]:
+    """``(init(key) -> RunnerState, update(runner, i) -> (runner, metrics))`` of a PPO run.
 
-    ``env_params``: one params struct broadcast to all twins (default: ``env.default_params``),
-    or with ``batched_params=True`` a struct whose leaves carry a leading ``[num_envs]`` axis
-    (heterogeneous twins). ``metrics`` maps :data:`METRIC_NAMES` and ``config.info_keys`` to
-    ``[num_updates]`` float32 arrays: ``reward`` (mean per live agent-step), ``episode_return``
-    (mean over episodes completed in the update of the per-twin return, a twin's step reward
-    being its mean over live agents, or ``info["team_reward"]``; carried from the previous
-    update if none completed, NaN before the first), ``episodes`` (count completed), the loss
-    terms, ``entropy``, ``approx_kl`` and ``clip_frac`` (means over epochs and minibatches).
-    ``progress=True`` shows a tqdm bar over updates.
+    Shared by :func:`make_train` and :func:`make_train_chunks`; see :func:`make_train` for the
+    arguments and the metrics.
     """
-    config = PPOConfig() if config is None else config
     env_params = env.default_params if env_params is None else env_params
     vec = common.make_vec_env(env, config.num_envs)
     if batched_params:
@@ -332,17 +324,71 @@ def make_train(
         runner = runner._replace(train_state=train_state, last_return=last_return, key=key)
         return runner, metrics
 
-    def train(key: chex.PRNGKey) -> tuple[RunnerState, dict]:
+    def init(key: chex.PRNGKey) -> RunnerState:
         key, k_net, k_reset = jax.random.split(key, 3)
         collector = common.init_collector(vec, k_reset, params)
         feats = common.agent_view(collector.obs, vec.multi).features
         train_state = TrainState.create(
             apply_fn=network.apply, params=network.init(k_net, feats), tx=tx
         )
-        runner = RunnerState(train_state, collector, jnp.float32(jnp.nan), key)
-        return jax.lax.scan(update, runner, jnp.arange(num_updates))
+        return RunnerState(train_state, collector, jnp.float32(jnp.nan), key)
+
+    return init, update
+
+
+def make_train(
+    env: Environment,
+    env_params=None,
+    config: PPOConfig | None = None,
+    batched_params: bool = False,
+    progress: bool = False,
+) -> Callable[[chex.PRNGKey], tuple[RunnerState, dict]]:
+    """Build ``train(key) -> (RunnerState, metrics)``: a full PPO run, jit- and vmap-able.
+
+    ``env_params``: one params struct broadcast to all twins (default: ``env.default_params``),
+    or with ``batched_params=True`` a struct whose leaves carry a leading ``[num_envs]`` axis
+    (heterogeneous twins). ``metrics`` maps :data:`METRIC_NAMES` and ``config.info_keys`` to
+    ``[num_updates]`` float32 arrays: ``reward`` (mean per live agent-step), ``episode_return``
+    (mean over episodes completed in the update of the per-twin return, a twin's step reward
+    being its mean over live agents, or ``info["team_reward"]``; carried from the previous
+    update if none completed, NaN before the first), ``episodes`` (count completed), the loss
+    terms, ``entropy``, ``approx_kl`` and ``clip_frac`` (means over epochs and minibatches).
+    ``progress=True`` shows a tqdm bar over updates.
+    """
+    config = PPOConfig() if config is None else config
+    init, update = _parts(env, env_params, config, batched_params, progress)
+
+    def train(key: chex.PRNGKey) -> tuple[RunnerState, dict]:
+        return jax.lax.scan(update, init(key), jnp.arange(config.num_updates))
 
     return train
+
+
+def make_train_chunks(
+    env: Environment,
+    env_params=None,
+    config: PPOConfig | None = None,
+    batched_params: bool = False,
+) -> tuple[Callable[[chex.PRNGKey], RunnerState], Callable[..., tuple[RunnerState, dict]]]:
+    """The run of :func:`make_train` in pieces: ``(init, advance)``, for checkpoints and resume.
+
+    ``init(key) -> RunnerState`` is the state ``train(key)`` starts its scan from, and
+    ``advance(runner, start, length) -> (runner, metrics)`` runs updates ``start .. start +
+    length - 1`` (``length`` a static Python int, ``start`` may be traced; metrics
+    ``[length]`` per name, as :func:`make_train`'s). An update's index only feeds the
+    progress bar (the learning-rate schedule counts optimiser steps, kept in the state), so
+    ``init`` then ``advance`` over consecutive chunks covering ``config.num_updates`` computes
+    what ``train(key)`` computes (equal to float tolerance; chunks of one fixed length give
+    bit-identical runners whether or not the run was stopped and restored in between). Jit
+    ``advance`` with ``static_argnums=2``. No progress bar (the caller reports per chunk).
+    """
+    config = PPOConfig() if config is None else config
+    init, update = _parts(env, env_params, config, batched_params, False)
+
+    def advance(runner: RunnerState, start, length: int) -> tuple[RunnerState, dict]:
+        return jax.lax.scan(update, runner, start + jnp.arange(length))
+
+    return init, advance
 
 
 def make_policy_fn(config: PPOConfig, env: Environment, env_params=None):
