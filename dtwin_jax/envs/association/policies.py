@@ -48,13 +48,16 @@ def max_sinr_policy(env):
 
 
 def rsrp_bias_policy(env, small_cell_bias_db: float = 6.0):
-    """Max RSRP with cell range expansion: small cells get ``small_cell_bias_db`` extra
+    """Max RSRP with cell range expansion: small cells get ``small_cell_bias_db`` extra (dB;
+    a Python number in [-30, 60], or a scalar array, e.g. traced to sweep it in one compile)
     (:func:`~dtwin_jax.allocation.association.max_rsrp`).
 
     RSRP is read from the full-load SINR: ``P_b = SINR_b (I_tot + N) / (1 + SINR_b)``, so per
     user ``RSRP_dB(b) = 10 log10(SINR_b / (1 + SINR_b)) + const``.
     """
-    bias_db = _checks.check_float("small_cell_bias_db", small_cell_bias_db, lo=-30.0, hi=60.0)
+    bias_db = small_cell_bias_db
+    if isinstance(bias_db, (int, float)):  # Python numbers are checked; arrays may be traced
+        bias_db = _checks.check_float("small_cell_bias_db", bias_db, lo=-30.0, hi=60.0)
     bias = jnp.where(jnp.arange(env.num_bs) < env.num_macro, 0.0, bias_db)
 
     def policy(key, obs: AgentObs, state: AssociationState, params) -> jax.Array:
