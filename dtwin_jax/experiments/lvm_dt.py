@@ -465,6 +465,8 @@ def run(config: LvmDtConfig, checkpoint_dir: str | None = None) -> dict:
     for name, pol in baseline_policies(config, ev.env).items():
         print(f"[lvm_dt] evaluating baseline {name}", flush=True)
         results["baselines"][name], samples[name] = ev.baseline(pol)
+    if config.map2traj_trajs and "generated" in config.twin_mobilities:
+        results["map2traj_in_loop"] = map2traj_quality(config)
     key = jax.random.PRNGKey(config.seed)  # the same training keys for every arm (paired)
     evaluators = {"paper": ev}
     for arm in arms(config, real_bs):
@@ -474,8 +476,6 @@ def run(config: LvmDtConfig, checkpoint_dir: str | None = None) -> dict:
         results["arms"][arm.name], samples[f"PPO {arm.name}"] = train_arm(
             config, arm, key, evaluators[kind])
         _checkpoint(results, samples, checkpoint_dir)
-    if config.map2traj_trajs and "generated" in config.twin_mobilities:
-        results["map2traj_in_loop"] = map2traj_quality(config)
     results["headline"] = headline(results)
     results["_samples"] = samples
     return results
