@@ -100,3 +100,119 @@ def test_demo_bad_seed_exit_code_through_a_process(tmp_path):
         f"dtwin demo: error: --seed must be an integer in [0, {2**32 - 1}], got -1"
     ]
     assert proc.stdout == ""
+
+
+# ----------------------------------------------------------------------------- the full CLI
+
+PROBE = "probe-counter-v0"
+PROBE_SETS = ["num_envs=2", "num_steps=4", "total_timesteps=48", "update_epochs=1",
+              "num_minibatches=2", "hidden_sizes=(8,)", "chunk_updates=2",
+              "params.horizon=3"]
+
+
+@pytest.fixture
+def probe_env():
+    from dtwin_jax.envs import registry
+
+    registry.register(PROBE, "probe_envs:CounterEnv")
+    yield
+    registry._REGISTRY.pop(PROBE, None)
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Fail the test if any command body would start (the checks must come first)."""
+
+    def started(args):
+        raise AssertionError("work started despite bad arguments")
+
+    for name in ("_cmd_train", "_cmd_resume", "_cmd_eval", "_cmd_bench", "_cmd_sample",
+                 "_cmd_reproduce"):
+        monkeypatch.setattr(cli, name, started)
+
+
+def test_help_lists_every_command():
+    text = build_parser().format_help()
+    for command in ("list", "train", "resume", "eval", "bench", "sample-trajectories",
+                    "reproduce"):
+        assert command in text
+
+
+def test_list_shows_envs_learners_experiments_papers(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("association-v0", "ppo", "lvm_dt", "lvm-dt", "map2traj"):
+        assert word in out
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["train", "no-such-thing"], "is not an experiment"),
+    (["train", PROBE, "--set", "bogus=1"], "bogus"),
+    (["train", PROBE, "--set", "lr=-1"], "lr=-1.0 is out of range"),
+    (["train", PROBE, "--set", "novalue"], "key=value"),
+    (["train", PROBE, "--set", "env.nope=1"], "unknown env key"),
+    (["train", "lvm_dt", "--set", "preset=nope"], "preset 'nope'"),
+    (["train", "lvm_dt", "--set", "no_field=1"], "unknown lvm_dt config key"),
+    (["resume", "/no/such/run"], "does not exist"),
+    (["eval", "."], "not a run directory"),
+    (["eval", ".", "--steps", "0"], "not a run directory"),
+    (["sample-trajectories", "--map", "atlantis", "--n", "2"], "neither a bundled map"),
+    (["sample-trajectories", "--map", "pyrosm_test", "--n", "0"], "--n must be"),
+    (["sample-trajectories", "--map", "pyrosm_test", "--n", "2", "--out", "x.csv"],
+     "must end with .npz"),
+    (["reproduce", "nope"], "unknown paper"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(argv, match, capsys, no_work, probe_env):
+    _bad(argv, capsys, match)
+
+
+def test_bad_map_file_is_one_line(tmp_path, capsys, no_work):
+    bad = tmp_path / "map.npz"
+    bad.write_bytes(b"not a zip")
+    _bad(["sample-trajectories", "--map", str(bad), "--n", "2"], capsys, "not a readable")
+
+
+def test_bench_lists_scripts_or_calls_run_all(tmp_path, monkeypatch, capsys):
+    (tmp_path / "bench_x.py").write_text('"""Measures x."""\n')
+    monkeypatch.setattr(cli, "_benchmarks_dir", lambda: tmp_path)
+    assert main(["bench"]) == 0
+    out = capsys.readouterr().out
+    assert "bench_x.py" in out and "Measures x." in out
+    (tmp_path / "run_all.py").write_text("import sys\nsys.exit(0 if sys.argv[1:] == "
+                                         "['--quick'] else 3)\n")
+    assert main(["bench", "--quick"]) == 0
+    assert main(["bench"]) == 3
+    monkeypatch.setattr(cli, "_benchmarks_dir", lambda: tmp_path / "missing")
+    _bad(["bench"], capsys, "no benchmarks/ folder")
+
+
+def test_train_interrupt_resume_eval_end_to_end(tmp_path, probe_env, monkeypatch, capsys):
+    import json
+    import signal
+
+    from dtwin_jax import runs
+
+    save = runs.Checkpoints.save
+
+    def save_then_ctrl_c(self, step, runner, meta):
+        save(self, step, runner, meta)
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the run
+
+    monkeypatch.setattr(runs.Checkpoints, "save", save_then_ctrl_c)
+    run_dir = tmp_path / "run"
+    argv = ["train", PROBE, "--out", str(run_dir), "--no-progress"]
+    for item in PROBE_SETS:
+        argv += ["--set", item]
+    assert main(argv) == 130
+    assert "status: interrupted" in capsys.readouterr().out
+    _bad(argv, capsys, "already holds a run")
+    monkeypatch.setattr(runs.Checkpoints, "save", save)
+    assert main(["resume", str(run_dir), "--no-progress"]) == 0
+    assert "updates_done: 6" in capsys.readouterr().out
+    assert main(["eval", str(run_dir), "--steps", "3"]) == 0
+    assert json.loads((run_dir / "eval.json").read_text())["checkpoint_step"] == 6
+    _bad(["resume", str(run_dir), "--step", "5"], capsys, "no checkpoint at step 5")
+    for name in ("config.json", "metrics.csv", "metrics.json", "summary.json",
+                 "figures/training.png"):
+        assert (run_dir / name).is_file(), name
