@@ -13,6 +13,7 @@ from dtwin_jax.learners.nets import (
     policy_distribution,
 )
 from dtwin_jax.learners.ppo import PPOConfig, RunnerState, compute_gae, make_policy_fn, make_train
+from dtwin_jax.learners.vdn import VDNConfig
 
 __all__ = [
     "MLP",
@@ -25,6 +26,7 @@ __all__ = [
     "ResetGRU",
     "RunnerState",
     "Step",
+    "VDNConfig",
     "agent_view",
     "compute_gae",
     "env_step",

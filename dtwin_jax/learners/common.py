@@ -113,13 +113,16 @@ def env_step(
     key: jax.Array,
     info_keys: Sequence[str] = (),
     info_agent_keys: frozenset[str] = frozenset(),
+    twin_info_keys: Sequence[str] = (),
 ) -> tuple[Collector, tuple[Step, dict]]:
     """One step of every twin under ``policy`` (see module docstring); ``lax.scan``-able.
 
     Returns the next :class:`Collector` and ``(step, stats)``; ``stats`` holds
     ``returned_episode [E]``, ``returned_episode_returns [E]`` (from the
     :class:`~dtwin_jax.envs.wrappers.LogWrapper`) and, for each of ``info_keys``, its mean
-    over the twins this step (over ``info["agent_mask"]`` for ``info_agent_keys``).
+    over the twins this step (over ``info["agent_mask"]`` for ``info_agent_keys``). Entries
+    named in ``twin_info_keys`` are also kept unreduced (``[E, ...]``), under
+    ``stats["per_twin"][key]`` (VDN reads ``info["team_reward"]`` of every twin so).
     """
     multi = env.multi
     k_act, k_step = jax.random.split(key)
@@ -141,6 +144,8 @@ def env_step(
     for k in info_keys:
         x = jnp.asarray(info[k], jnp.float32)
         stats[k] = masked_mean(x, info["agent_mask"]) if k in info_agent_keys else x.mean()
+    if twin_info_keys:
+        stats["per_twin"] = {k: info[k] for k in twin_info_keys}
     return Collector(env_state, obs, done_env, hidden), (step, stats)
 
 
