@@ -123,6 +123,66 @@ def save(fig, path: str | os.PathLike, dpi: int = 130) -> None:
     plt.close(fig)
 
 
+def ci_curves(curves: Mapping[str, Mapping], ax=None, xlabel: str = "update",
+              ylabel: str = ""):
+    """Mean line and a confidence band per named curve: ``{"mean": [T], "ci95": [T]}``
+    (half-widths, e.g. Student-t intervals over seeds)."""
+    ax = _axes(ax)
+    for name, c in curves.items():
+        mean = np.asarray(c["mean"], np.float64)
+        half = np.asarray(c["ci95"], np.float64)
+        xs = np.arange(mean.size)
+        ax.plot(xs, mean, label=name)
+        ax.fill_between(xs, mean - half, mean + half, alpha=0.25)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def _mean_err(values):
+    """Means and half-widths of a list of numbers or of ``{"mean", "ci95"}`` dicts."""
+    if values and isinstance(values[0], Mapping):
+        return (np.array([v["mean"] for v in values], np.float64),
+                np.array([v["ci95"] for v in values], np.float64))
+    return np.asarray(values, np.float64), None
+
+
+def sweep_two_axes(x, left_values, right_values, ax=None, xlabel: str = "", left: str = "",
+                   right: str = ""):
+    """Two quantities against ``x`` on a left and a right y axis; values are numbers or
+    ``{"mean", "ci95"}`` dicts (drawn with error bars)."""
+    ax = _axes(ax)
+    x = np.asarray(x, np.float64)
+    ax2 = ax.twinx()
+    for axis, values, label, color in ((ax, left_values, left, "tab:blue"),
+                                       (ax2, right_values, right, "tab:red")):
+        mean, err = _mean_err(list(values))
+        axis.errorbar(x, mean, yerr=err, color=color, marker="o", ms=3, capsize=2)
+        axis.set_ylabel(label, color=color)
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def true_vs_predicted(true, predicted, history: int, ax=None):
+    """True walks ``[U, T, 2]`` (lines) and one-step predictions ``[U, T - history, 2]`` of the
+    steps ``history .. T - 1`` (crosses), one colour per user."""
+    ax = _axes(ax)
+    true, predicted = np.asarray(true), np.asarray(predicted)
+    for u in range(true.shape[0]):
+        line, = ax.plot(true[u, :, 0], true[u, :, 1], lw=1.0, label=f"user {u} true")
+        ax.plot(predicted[u, :, 0], predicted[u, :, 1], "x", ms=4, color=line.get_color(),
+                label=f"user {u} GRU")
+        ax.plot(true[u, history, 0], true[u, history, 1], "o", ms=3, color=line.get_color())
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    return ax
+
+
 # ----------------------------------------------------------------------------- usability figures
 # (deployment, trajectories, throughput CDFs, seed bands, scaling: used by the CLI's run
 # directories, the notebooks and the benchmarks)
@@ -234,5 +294,39 @@ def scaling_plot(sizes, series: Mapping[str, np.ndarray], ax=None, xlabel: str =
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def moving_average(x, window: int) -> np.ndarray:
+    """Trailing mean over ``window`` steps along the last axis of ``x [..., T]`` (the first
+    ``window - 1`` entries average what exists so far)."""
+    x = np.asarray(x, np.float64)
+    c = np.cumsum(x, axis=-1)
+    out = c.copy()
+    out[..., window:] = c[..., window:] - c[..., :-window]
+    counts = np.minimum(np.arange(1, x.shape[-1] + 1), window)
+    return out / counts
+
+
+def t_band_curves(curves: Mapping[str, np.ndarray], ax=None, x=None, xlabel: str = "",
+                  ylabel: str = "", level: float = 0.95):
+    """Mean (line) and Student-t ``level`` interval of the mean over seeds (band) of each named
+    ``[seeds, T]`` curve (``scipy.stats.t`` with seeds - 1 degrees of freedom)."""
+    from scipy import stats
+
+    ax = _axes(ax)
+    for name, c in curves.items():
+        c = np.atleast_2d(np.asarray(c, np.float64))
+        xs = np.arange(c.shape[1]) if x is None else np.asarray(x)
+        mean = c.mean(0)
+        ax.plot(xs, mean, label=name)
+        if c.shape[0] > 1:
+            half = stats.t.ppf(0.5 + level / 2, c.shape[0] - 1) * c.std(0, ddof=1) / np.sqrt(
+                c.shape[0])
+            ax.fill_between(xs, mean - half, mean + half, alpha=0.2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return ax
