@@ -163,6 +163,7 @@ PRESETS = {
                         map2traj_trajs=0, eval_twins=4, eval_steps=32, episode_length=32,
                         baselines=("max-SINR", "max-RSRP+bias", "Ye-dual", "greedy-rate")),
 }
+PRESETS["small"] = PRESETS["demo"]  # the default of ``dtwin train lvm_dt``
 #: the grid the validation preset searches (every combination), and the RSRP biases (dB)
 VALIDATION_GRID = {"lr": (1e-3, 3e-3), "num_twins": (8, 16)}
 VALIDATION_BIASES_DB = (0.0, 3.0, 6.0, 9.0, 12.0)
@@ -454,37 +455,78 @@ def map2traj_quality(config: LvmDtConfig) -> dict:
 
 
 # ----------------------------------------------------------------------------- run
-def run(config: LvmDtConfig, checkpoint_dir: str | None = None) -> dict:
+def run(config: LvmDtConfig, checkpoint_dir: str | None = None,
+        only_arms: tuple[str, ...] | None = None) -> dict:
     """The experiment (see the module docstring); returns a JSON-ready results dict. With
-    ``checkpoint_dir``, the results so far are written there after every arm."""
+    ``checkpoint_dir``, the results so far are written there after every arm. ``only_arms``
+    (arm-name prefixes, e.g. ``("twins-street",)``): train just those arms, without the
+    baselines and the Map2Traj metrics (a share of a run split over processes; join the
+    shares with :func:`merge`)."""
     real_bs = network(config, 8).default_params.bs_xy
     ev = Evaluator(config, real_bs)
     results = {"config": asdict(config), "provenance": provenance(config), "baselines": {},
                "arms": {}}
     samples = {}
-    for name, pol in baseline_policies(config, ev.env).items():
+    for name, pol in baseline_policies(config, ev.env).items() if only_arms is None else ():
         print(f"[lvm_dt] evaluating baseline {name}", flush=True)
         results["baselines"][name], samples[name] = ev.baseline(pol)
-    if config.map2traj_trajs and "generated" in config.twin_mobilities:
+    if only_arms is None and config.map2traj_trajs and "generated" in config.twin_mobilities:
         results["map2traj_in_loop"] = map2traj_quality(config)
     key = jax.random.PRNGKey(config.seed)  # the same training keys for every arm (paired)
     evaluators = {"paper": ev}
     for arm in arms(config, real_bs):
+        if only_arms is not None and not arm.name.startswith(tuple(only_arms)):
+            continue
         kind = arm.env.observation
         if kind not in evaluators:  # same networks and keys, the arm's observation
             evaluators[kind] = Evaluator(config, real_bs, observation=kind)
         results["arms"][arm.name], samples[f"PPO {arm.name}"] = train_arm(
             config, arm, key, evaluators[kind])
         _checkpoint(results, samples, checkpoint_dir)
-    results["headline"] = headline(results)
+    if only_arms is None:
+        results["headline"] = headline(results)
     results["_samples"] = samples
     return results
 
 
 def _checkpoint(results, samples, out_dir) -> None:
     if out_dir is not None:
-        partial = dict(results, headline=headline(results), _samples=samples)
-        write_results(partial, out_dir, stem="lvm_dt_partial")
+        partial = dict(results, _samples=samples)
+        write_json({k: v for k, v in partial.items() if not k.startswith("_")},
+                   os.path.join(out_dir, "lvm_dt_partial.json"))
+
+
+def merge(shares: list[dict]) -> dict:
+    """One results dict from the shares of a run split over processes (the same config;
+    :func:`run` with ``only_arms``): baselines and Map2Traj metrics from the share that has
+    them, arms in the order of :func:`arms`, the headline recomputed. The shares' own
+    provenance records are kept under ``provenance_shares``."""
+    first = shares[0]
+    for s in shares[1:]:
+        if s["config"] != first["config"]:
+            raise ValueError("the shares were run with different configs")
+    out = {"config": first["config"], "provenance": first["provenance"],
+           "provenance_shares": [s["provenance"] for s in shares], "baselines": {},
+           "arms": {}}
+    found = {}
+    for s in shares:
+        out["baselines"].update(s.get("baselines", {}))
+        found.update(s["arms"])
+        if "map2traj_in_loop" in s:
+            out["map2traj_in_loop"] = s["map2traj_in_loop"]
+    order = [a.split(" (")[0] for a in _arm_names(first["config"])]
+    out["arms"] = {k: found[k] for k in sorted(found, key=lambda k: order.index(
+        k.split(" (")[0]))}
+    out["headline"] = headline(out)
+    return out
+
+
+def _arm_names(cfg: dict) -> list[str]:
+    """Arm names of a config dict, in :func:`arms` order (without building envs)."""
+    k = cfg["num_twins"]
+    names = ["single"] + ([f"copies (K={k})"] if cfg["copies"] else [])
+    names += [f"twins-{m} (K={k})" for m in cfg["twin_mobilities"]]
+    return names + (["single-rich"] if cfg["rich_ablation"] else [])
 
 
 def best_baseline(results: dict, density: str) -> str:
@@ -686,9 +728,27 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--arms", nargs="+", metavar="PREFIX",
+                        help="train only these arms (name prefixes; no baselines); writes "
+                             "<stem>_share_<first arm>.json in --out")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="join shares (JSON files of --arms runs and a run's partial "
+                             "file) into <stem>.json and .png")
     args = parser.parse_args(argv)
     config = PRESETS[args.preset]
     stem = OUTPUT_STEMS[args.preset]
+    if args.merge:
+        results = merge([json.load(open(p)) for p in args.merge])
+        paths = write_results(results, args.out, stem=stem)
+        print(format_table(results))
+        print("wrote", *paths)
+        return
+    if args.arms:
+        results = run(config, only_arms=tuple(args.arms))
+        path = os.path.join(args.out, f"{stem}_share_{args.arms[0]}.json")
+        write_json({k: v for k, v in results.items() if not k.startswith("_")}, path)
+        print("wrote", path)
+        return
     if args.preset == "validation":
         res = validate(config)
         os.makedirs(args.out, exist_ok=True)
