@@ -12,15 +12,19 @@ association twin's summary (throughput percentiles, Jain, utility, handovers).
 Devices. :func:`shard_twins` places the twin axis of a batch on a ``jax.sharding.Mesh`` over
 all devices (``NamedSharding(mesh, P("twins"))``); a ``jit`` of a vmapped function of sharded
 inputs then runs each device's twins locally (XLA's SPMD partitioner), with no code change.
+:func:`train_sharded` trains one shared policy data-parallel this way: the env params (and so
+every rollout) are split over the twin axis, the network parameters and optimizer state are
+replicated, and the loss being a mean over twins, XLA inserts the all-reduce that averages the
+gradients; the result equals the one-device run to float tolerance (summation order differs).
 Test it on CPU with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
 
-Multi-host (documented, not tested here): start every process with
-``jax.distributed.initialize(coordinator_address="host0:1234", num_processes=P,
-process_id=i)`` before any other JAX call; ``jax.devices()`` then lists the devices of all
-hosts and :func:`make_mesh` spans them. Each process builds the same global batch of params
-(same seeds) and calls :func:`shard_twins`; ``jax.make_array_from_process_local_data`` is the
-alternative when each host should only build its own twins. The rest of the program is
-unchanged; collectives (the PPO gradient mean over twins) cross hosts through XLA.
+Multi-host: start every process with :mod:`dtwin_jax.launch` (``python -m dtwin_jax.launch
+--num-processes P --process-id i --coordinator host0:1234 -- MODULE ARGS``), which calls
+``jax.distributed.initialize`` before any other JAX use; ``jax.devices()`` then lists the
+devices of all processes and :func:`make_mesh` spans them. Each process builds the same global
+batch of params (same seeds) and calls :func:`shard_twins` / :func:`train_sharded`, which hand
+each process only its own twins (``jax.make_array_from_callback``); the gradient mean crosses
+processes through XLA's collectives (on CPU, gloo; see :mod:`dtwin_jax.launch`).
 """
 
 from __future__ import annotations
@@ -219,8 +223,53 @@ def shard_twins(tree: Any, mesh: Mesh | None = None, axis_name: str = TWIN_AXIS)
     whole = NamedSharding(mesh, PartitionSpec())
 
     def place(x):
-        x = jnp.asarray(x)
-        ok = x.ndim >= 1 and x.shape[0] % size == 0
-        return jax.device_put(x, split if ok else whole)
+        ok = np.ndim(x) >= 1 and np.shape(x)[0] % size == 0
+        return _put(x, split if ok else whole)
 
     return jax.tree.map(place, tree)
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Place every leaf of ``tree`` whole on every device of ``mesh`` (e.g. a PRNG key)."""
+    whole = NamedSharding(mesh, PartitionSpec())
+    return jax.tree.map(lambda x: _put(x, whole), tree)
+
+
+def _put(x: Any, sharding: NamedSharding) -> jax.Array:
+    """``x`` placed with ``sharding``; across processes every process passes the same global
+    value and keeps only the pieces of its own devices."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(jnp.asarray(x), sharding)
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def train_sharded(env, params_batch: Any, config, key: jax.Array, mesh: Mesh | None = None,
+                  make_train: Callable | None = None, axis_name: str = TWIN_AXIS):
+    """Data-parallel :func:`train_parallel` (one seed): the K twins split over ``mesh``.
+
+    ``mesh``: a 1-D mesh named ``axis_name`` (default :func:`make_mesh`, all devices of all
+    processes); its size must divide K. The params batch is placed with :func:`shard_twins` and
+    passed to one ``jit`` as an argument, so every rollout runs on the devices of its twins;
+    ``key`` is replicated, hence the network is initialised identically everywhere and stays
+    replicated, gradients being averaged by the all-reduce XLA inserts for the mean over twins.
+    Returns ``(runner_state, metrics, config)`` like :func:`train_parallel`; the env state in
+    the runner stays sharded (across processes only the network parameters, optimizer state and
+    metrics, being replicated, are readable on every process).
+    """
+    if make_train is None:
+        from dtwin_jax.learners.ppo import make_train
+
+    mesh = make_mesh(axis_name=axis_name) if mesh is None else mesh
+    k, size = num_twins(params_batch), mesh.shape[axis_name]
+    if k % size:
+        raise ValueError(f"the number of twins ({k}) must be a multiple of the mesh size "
+                         f"({size} devices)")
+    config = replace(config, num_envs=k)
+
+    def run(key, params):
+        return make_train(env, params, config, batched_params=True)(key)
+
+    runner, metrics = jax.jit(run)(replicate(key, mesh), shard_twins(params_batch, mesh,
+                                                                    axis_name))
+    return runner, metrics, config

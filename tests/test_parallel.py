@@ -122,3 +122,48 @@ def test_shard_twins_on_four_cpu_devices():
     out = subprocess.run([sys.executable, "-c", _SHARD_SCRIPT], env=env_vars,
                          capture_output=True, text=True, timeout=300)
     assert "SHARDED_OK" in out.stdout, out.stderr[-3000:]
+
+
+# Data-parallel PPO: the twin axis split over 4 CPU devices (parameters replicated, gradients
+# averaged by XLA's all-reduce) must give the one-device result up to summation order. The
+# compiled program has all-reduce (gradient and loss means) and all-gather (the minibatch
+# permutation draws across twins) collectives.
+_DATA_PARALLEL_SCRIPT = textwrap.dedent("""
+    import jax, numpy as np
+    import dtwin_jax
+    from dtwin_jax.learners.ppo import PPOConfig
+    from dtwin_jax.parallel import make_mesh, train_sharded, twin_params
+    assert len(jax.devices()) == 4, jax.devices()
+    env = dtwin_jax.make("association-v0", num_bs=4, num_macro=1, max_users=6,
+                         num_candidates=3, area_m=200.0, shadow_cell_m=20.0)
+    batch = twin_params(env, [3, 4, 5, 6], episode_length=4)
+    config = PPOConfig(num_steps=4, total_timesteps=4 * 4 * 2, num_minibatches=2,
+                       update_epochs=2, hidden_sizes=(8,))
+    key = jax.random.PRNGKey(0)
+    r4, m4, cfg = train_sharded(env, batch, config, key)
+    assert cfg.num_envs == 4 and m4["value_loss"].shape == (2,)
+    first = r4.collector.first  # env side: each device holds its own twin
+    assert len(first.sharding.device_set) == 4 and first.addressable_shards[0].data.shape[0] == 1
+    r1, m1, _ = train_sharded(env, batch, config, key, mesh=make_mesh(jax.devices()[:1]))
+    p4, p1 = jax.tree.leaves(r4.train_state.params), jax.tree.leaves(r1.train_state.params)
+    for a, b in zip(p4, p1):
+        assert a.sharding.is_fully_replicated
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    for name in ("reward", "value_loss", "actor_loss"):
+        np.testing.assert_allclose(m4[name], m1[name], rtol=1e-5, atol=1e-6)
+    try:
+        train_sharded(env, twin_params(env, [3, 4, 5]), config, key)
+    except ValueError as err:
+        assert "multiple of the mesh size" in str(err)
+    else:
+        raise AssertionError("3 twins on 4 devices must be refused")
+    print("DATA_PARALLEL_OK")
+""")
+
+
+def test_data_parallel_ppo_on_four_devices_equals_one_device():
+    env_vars = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+                    JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", _DATA_PARALLEL_SCRIPT], env=env_vars,
+                         capture_output=True, text=True, timeout=400)
+    assert "DATA_PARALLEL_OK" in out.stdout, out.stderr[-3000:]
