@@ -233,10 +233,11 @@ def shared_params(config: LvmDtConfig, env: AssociationEnv, bs_xy=None) -> dict:
     }
 
 
-def generated_mobility(config: LvmDtConfig, max_users: int, num_steps: int = 20):
+def generated_mobility(config: LvmDtConfig, max_users: int, num_steps: int = 20, **kw):
     """Map2Traj (shipped checkpoint) conditioned on the real map's raster (zero-shot: the model
     never saw this map): a bank of ``2 max_users`` trajectories, ``max_users // 8`` fresh
-    ``num_steps``-step DDIM samples per twin reset. Returns (model, params)."""
+    ``num_steps``-step DDIM samples per twin reset (``kw``: other arguments of
+    ``GeneratedMobility.from_checkpoint``). Returns (model, params)."""
     from dtwin_jax.checkpoint import load_checkpoint
     from dtwin_jax.mobility.generated import GeneratedMobility
     from dtwin_jax.twins.map2traj.maps import rasterize
@@ -247,7 +248,7 @@ def generated_mobility(config: LvmDtConfig, max_users: int, num_steps: int = 20)
     raster = rasterize(graph, int(map_shape[0]), 8.0, box)
     return GeneratedMobility.from_checkpoint(
         SHIPPED_CHECKPOINT, raster, box, max_users, num_steps=num_steps,
-        bank_key=jax.random.key(config.seed))
+        bank_key=jax.random.key(config.seed), **kw)
 
 
 @dataclass(frozen=True)
@@ -444,7 +445,8 @@ def map2traj_quality(config: LvmDtConfig) -> dict:
     model, params = generated_mobility(config, num, num_steps=20)
     k_use, k_fresh, k_metric = jax.random.split(jax.random.PRNGKey(config.seed + 7), 3)
     in_loop = np.asarray(jax.jit(model.init)(k_use, params).traj)
-    fresh50, _ = generated_mobility(config, num, num_steps=50)
+    fresh50, _ = generated_mobility(config, num, num_steps=50, bank_size=num, refresh=num,
+                                    augment=False)  # all fresh: no bank to fill
     out = {"num_trajectories": num}
     length = in_loop.shape[1]
     real = data.street_trajectories(graph, config.seed + 11, num, length, float(params.sample_dt))
