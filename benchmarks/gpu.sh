@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Full benchmark suite on a GPU machine, results in benchmarks/results/gpu_<device kind>/.
+#
+#   bash benchmarks/gpu.sh [run_all.py options, e.g. --quick or --only link association]
+#
+# Uses the active Python environment (run from the repository root, or set PYTHON). If JAX
+# sees no GPU, installs jax[cuda12] into that environment with pip (network needed; set
+# DTWIN_NO_INSTALL=1 to fail instead). Every JSON carries the device in its provenance and
+# the folder is named after it (e.g. gpu_NVIDIA_H200).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python}
+
+gpu_kind() {
+  "$PYTHON" -c 'import jax; d = [x for x in jax.devices() if x.platform == "gpu"]; print(d[0].device_kind if d else "")' 2>/dev/null || true
+}
+
+kind=$(gpu_kind)
+if [ -z "$kind" ]; then
+  if [ "${DTWIN_NO_INSTALL:-0}" = 1 ]; then
+    echo "no GPU visible to JAX (DTWIN_NO_INSTALL=1: not installing jax[cuda12])" >&2
+    exit 1
+  fi
+  echo "no GPU visible to JAX: installing jax[cuda12] matching jax $("$PYTHON" -c 'import jax; print(jax.__version__)')" >&2
+  "$PYTHON" -m pip install --quiet "jax[cuda12]==$("$PYTHON" -c 'import jax; print(jax.__version__)')"
+  kind=$(gpu_kind)
+  [ -n "$kind" ] || { echo "still no GPU visible to JAX; giving up" >&2; exit 1; }
+fi
+
+out="benchmarks/results/gpu_$(echo "$kind" | tr -c 'A-Za-z0-9._\n-' '_')"
+echo "device: $kind -> $out"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
+JAX_PLATFORMS=cuda exec "$PYTHON" benchmarks/run_all.py --out "$out" "$@"
