@@ -2,6 +2,7 @@
 with the shared collector (:mod:`.common`), networks (:mod:`.nets`) and replay buffers
 (:mod:`.buffer`)."""
 
+from dtwin_jax.learners import cql, distill, dqn  # noqa: F401  (DQN family, CQL, distillation)
 from dtwin_jax.learners.common import AgentView, Collector, Step, agent_view, env_step, masked_mean
 from dtwin_jax.learners.nets import (
     MLP,
