@@ -12,6 +12,7 @@ from dtwin_jax.experiments.lvm_dt import (
     PRESETS,
     LvmDtConfig,
     format_table,
+    merge,
     num_updates,
     paired_gain,
     run,
@@ -94,6 +95,15 @@ def test_tiny_run_writes_results(tmp_path):
                                np.array([r["10"]["cell_edge"] for r in twins["per_seed"]])
                                / np.array(ref) - 1)
     assert "PPO single-rich" in format_table(results)
+    # a run split over processes joins back to the same results
+    clean = json.loads(json.dumps({k: v for k, v in results.items() if k[0] != "_"}))
+    shares = [dict(clean, arms={"single-rich": clean["arms"]["single-rich"],
+                                "single": clean["arms"]["single"]}),
+              dict(clean, baselines={}, arms={"twins-waypoint (K=2)":
+                                              clean["arms"]["twins-waypoint (K=2)"]})]
+    joined = merge(shares)
+    assert list(joined["arms"]) == list(clean["arms"])
+    assert joined["headline"] == clean["headline"] and joined["baselines"] == clean["baselines"]
     json_path, png_path = write_results(results, str(tmp_path))
     loaded = json.load(open(json_path))
     assert "_samples" not in loaded and loaded["config"]["num_twins"] == 2
