@@ -733,8 +733,9 @@ def run_demo(out_dir: str = "runs/demo", seed: int = 0) -> dict:
                 f"{mean / 1e3:.1f} ± {half / 1e3:.1f}")
         for name, per in results["headline"]["twins_vs_single"].items():
             g = per[n]["cell_edge"]
-            summary[f"{n} users: {name} vs single, paired gain"] = (
-                f"{100 * g['mean']:+.1f}% ± {100 * g['half_width']:.1f}%")
+            summary[f"{n} users: {name} vs single, cell edge"] = (
+                f"{100 * g['gain_of_means']:+.1f}%, paired difference "
+                f"{g['difference'] / 1e3:+.1f} ± {g['difference_half_width'] / 1e3:.1f} kb/s")
     summary.update(results=json_path, figure=png_path)
     return summary
 
