@@ -686,6 +686,8 @@ def plot_results(results: dict, path: str) -> None:
         plots.cdf_plot(keep, ax=axes[2], xlabel="user throughput (Mb/s)", log_x=True,
                        scale=1e6)
         axes[2].set_title(f"throughput CDF at {dens[0]} users (PPO seed 0)", fontsize=9)
+    else:  # results joined from shares (--merge) keep no raw samples
+        axes[2].set_visible(False)
     plots.save(fig, path)
 
 
