@@ -114,17 +114,15 @@ def test_registry_make_and_errors():
 
 
 def test_vecenv_checks_actions_at_trace_time():
-    env = make("association-v0", num_bs=4, num_macro=1, max_users=6, num_candidates=3,
-               area_m=200.0, shadow_cell_m=20.0)
-    vec = VecEnv(env, 2)
+    vec = VecEnv(CounterEnv(), 2)  # single agent, Discrete(3): action [2] int
     params = vec.batch_params()
     obs, state = vec.reset(jax.random.PRNGKey(0), params)
     step = jax.jit(vec.step)
     with pytest.raises(ValueError, match="action has shape"):
-        step(jax.random.PRNGKey(1), state, jnp.zeros((3, 6), jnp.int32), params)
+        step(jax.random.PRNGKey(1), state, jnp.zeros((3,), jnp.int32), params)
     with pytest.raises(ValueError, match="action has shape"):
-        step(jax.random.PRNGKey(1), state, jnp.zeros((2, 5), jnp.int32), params)
+        step(jax.random.PRNGKey(1), state, jnp.zeros((2, 1), jnp.int32), params)
     with pytest.raises(TypeError, match="action has dtype"):
-        step(jax.random.PRNGKey(1), state, jnp.zeros((2, 6), jnp.float32), params)
-    out = step(jax.random.PRNGKey(1), state, jnp.zeros((2, 6), jnp.int32), params)
-    assert out[2].shape == (2, 6)
+        step(jax.random.PRNGKey(1), state, jnp.zeros((2,), jnp.float32), params)
+    out = step(jax.random.PRNGKey(1), state, jnp.zeros((2,), jnp.int32), params)
+    assert out[2].shape == (2,)
