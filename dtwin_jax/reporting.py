@@ -1,9 +1,14 @@
-"""Helpers for experiments and benchmarks: machine description, provenance and atomic JSON.
+"""Helpers for experiments and benchmarks: machine description, provenance, atomic JSON and
+Student-t intervals over seeds.
 
 Every results JSON records where it came from (:func:`provenance`): the git commit and whether
 the working tree had uncommitted changes, the command line, the configuration, the machine and
 the date. Experiments put ``"provenance": provenance(config)`` into their results when a run
 starts; benchmarks write through :func:`write_results`, which adds it.
+
+Every experiment reports a mean over seeds with the half-width of its Student-t interval
+through :func:`t_interval` (arrays) or :func:`t_record` (the ``{"mean", "ci95", "n"}`` record
+of the results files).
 """
 
 from __future__ import annotations
@@ -151,4 +156,49 @@ def write_results(results: Mapping, path: str | os.PathLike, config: Any = None)
     if "provenance" not in out:
         out["provenance"] = provenance(config)
     write_json(out, path)
+    return out
+
+
+def t_interval(samples, axis: int | None = 0, level: float = 0.95, skip_nan: bool = False):
+    """Mean and half-width of the Student-t ``level`` interval of the mean of ``samples``
+    along ``axis`` (None: all entries).
+
+    With n samples, sample standard deviation s (ddof 1) and t the ``(1 + level) / 2``
+    quantile of ``scipy.stats.t`` with n - 1 degrees of freedom, the half-width is
+    ``t s / sqrt(n)``. One sample (n = 1) has no spread estimate: its half-width is 0, the
+    interval collapsing to the value (what the results files record for a single seed); no
+    sample gives NaN for both. ``skip_nan=True`` leaves NaN entries out, n counting the others
+    per position (curves whose first entries are NaN for some seeds). Returns Python floats
+    when the reduction leaves a scalar, else two float64 arrays.
+    """
+    from scipy import stats
+
+    from dtwin_jax._checks import check_float
+
+    check_float("level", level, 0.0, 1.0, lo_open=True, hi_open=True)
+    x = np.asarray(samples, np.float64)
+    if axis is None:
+        x, axis = x.ravel(), 0
+    present = ~np.isnan(x) if skip_nan else np.ones(x.shape, bool)
+    n = present.sum(axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(present, x, 0.0).sum(axis) / n
+        dev = np.where(present, x - np.expand_dims(mean, axis), 0.0)
+        sd = np.sqrt((dev ** 2).sum(axis) / np.maximum(n - 1, 1))
+        q = stats.t.ppf(0.5 + level / 2, np.maximum(n - 1, 1))
+        half = np.where(n > 1, q * sd / np.sqrt(n), np.where(n == 1, 0.0, np.nan))
+    if np.ndim(mean) == 0:
+        return float(mean), float(half)
+    return mean, half
+
+
+def t_record(samples, values: bool = False) -> dict:
+    """The results files' record of a mean over seeds: ``{"mean", "ci95", "n"}`` for all
+    entries of ``samples`` (:func:`t_interval` at 95%; ``ci95`` is the half-width, 0 for one
+    sample), plus the samples as ``"values"`` with ``values=True``. JSON-ready."""
+    x = np.asarray(samples, np.float64).ravel()
+    mean, half = t_interval(x)
+    out = {"mean": mean, "ci95": half, "n": int(x.size)}
+    if values:
+        out["values"] = x.tolist()
     return out

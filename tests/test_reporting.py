@@ -1,5 +1,5 @@
-"""Provenance of results (git commit, dirty flag, command, config, machine, date) and atomic
-JSON writes."""
+"""Provenance of results (git commit, dirty flag, command, config, machine, date), atomic
+JSON writes and the Student-t intervals of the experiments."""
 
 import argparse
 import dataclasses
@@ -10,10 +10,19 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from dtwin_jax import reporting
-from dtwin_jax.reporting import git_state, provenance, write_json, write_results
+from dtwin_jax.reporting import (
+    git_state,
+    provenance,
+    t_interval,
+    t_record,
+    write_json,
+    write_results,
+)
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -130,3 +139,53 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatc
     monkeypatch.undo()
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+# ------------------------------------------------------------------ Student-t intervals
+def test_t_interval_closed_form_and_scipy():
+    v = [1.0, 2.0, 4.0, 3.0, 5.0]  # mean 3, s^2 = 2.5, t(0.975, 4) = 2.7764451...
+    mean, half = t_interval(v)
+    assert isinstance(mean, float) and isinstance(half, float)
+    assert mean == 3.0
+    np.testing.assert_allclose(half, 2.7764451051977987 * np.sqrt(2.5 / 5), rtol=1e-12)
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 7, 40):
+        x = rng.normal(3.0, 2.0, n)
+        for level in (0.8, 0.95, 0.99):
+            lo, hi = stats.t.interval(level, n - 1, loc=x.mean(), scale=stats.sem(x))
+            np.testing.assert_allclose(t_interval(x, level=level), ((lo + hi) / 2, (hi - lo) / 2),
+                                       rtol=1e-12)
+
+
+def test_t_interval_axes_single_sample_and_nan():
+    rng = np.random.default_rng(1)
+    c = rng.normal(size=(4, 6))  # [seeds, T]
+    mean, half = t_interval(c)
+    assert mean.shape == half.shape == (6,)
+    for t in range(6):
+        np.testing.assert_allclose((mean[t], half[t]), t_interval(c[:, t]), rtol=1e-12)
+    np.testing.assert_allclose(t_interval(c, axis=1)[1][2], t_interval(c[2])[1], rtol=1e-12)
+    np.testing.assert_allclose(t_interval(c, axis=None), t_interval(c.ravel()), rtol=1e-12)
+    # one sample: no spread estimate, half-width 0 (what the results files record); none: NaN
+    assert t_interval([2.5]) == (2.5, 0.0)
+    assert np.isnan(t_interval([])).all()
+    assert np.isnan(t_interval([1.0, np.nan])[0])  # NaN propagates unless skipped
+    c[:3, 0] = np.nan  # one seed left at t = 0
+    c[1, 4] = np.nan
+    mean, half = t_interval(c, skip_nan=True)
+    assert (mean[0], half[0]) == (c[3, 0], 0.0)
+    np.testing.assert_allclose((mean[4], half[4]), t_interval(c[[0, 2, 3], 4]), rtol=1e-12)
+    np.testing.assert_allclose(half[5], t_interval(c[:, 5])[1], rtol=1e-12)
+    c[:, 1] = np.nan
+    assert np.isnan(t_interval(c, skip_nan=True)[0][1])
+    with pytest.raises(ValueError, match="level"):
+        t_interval([1.0, 2.0], level=1.0)
+
+
+def test_t_record_is_the_results_files_record():
+    x = np.array([[1.0, 2.0], [4.0, 7.0]])
+    rec = t_record(x)
+    assert list(rec) == ["mean", "ci95", "n"] and rec["n"] == 4
+    assert (rec["mean"], rec["ci95"]) == t_interval(x.ravel())
+    assert json.loads(json.dumps(t_record(x, values=True)))["values"] == [1.0, 2.0, 4.0, 7.0]
+    assert t_record([3.0]) == {"mean": 3.0, "ci95": 0.0, "n": 1}
