@@ -123,24 +123,6 @@ def save(fig, path: str | os.PathLike, dpi: int = 130) -> None:
     plt.close(fig)
 
 
-def ci_curves(curves: Mapping[str, Mapping], ax=None, xlabel: str = "update",
-              ylabel: str = ""):
-    """Mean line and a confidence band per named curve: ``{"mean": [T], "ci95": [T]}``
-    (half-widths, e.g. Student-t intervals over seeds)."""
-    ax = _axes(ax)
-    for name, c in curves.items():
-        mean = np.asarray(c["mean"], np.float64)
-        half = np.asarray(c["ci95"], np.float64)
-        xs = np.arange(mean.size)
-        ax.plot(xs, mean, label=name)
-        ax.fill_between(xs, mean - half, mean + half, alpha=0.25)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return ax
-
-
 def _mean_err(values):
     """Means and half-widths of a list of numbers or of ``{"mean", "ci95"}`` dicts."""
     if values and isinstance(values[0], Mapping):
@@ -245,28 +227,34 @@ def throughput_cdfs(rates_bps: Mapping[str, np.ndarray], ax=None, unit: str = "M
     return ax
 
 
-def training_curves(curves: Mapping[str, np.ndarray], ax=None, xlabel: str = "update",
+def training_curves(curves: Mapping[str, object], ax=None, xlabel: str = "update",
                     ylabel: str = "", x=None, confidence: float = 0.95):
-    """Mean over seeds (line) and a Student-t ``confidence`` band of the mean of each named
-    ``[seeds, T]`` curve (``[T]`` = one seed, no band); NaN entries (no episode yet) are
-    skipped per update."""
-    from scipy import stats
+    """Mean over seeds (line) and the Student-t ``confidence`` band of the mean
+    (:func:`dtwin_jax.reporting.t_interval`) of each named curve, against ``x`` (default
+    0, 1, ...). A curve is either ``[seeds, T]`` samples (``[T]`` = one seed, no band; NaN
+    entries, e.g. before a first finished episode, are skipped per point, and points with
+    fewer than two seeds get no band) or a reduced ``{"mean": [T], "ci95": [T]}`` record as
+    the results files store it (the band is ``ci95``, whatever ``confidence``)."""
+    from dtwin_jax.reporting import t_interval
 
     ax = _axes(ax)
     for name, c in curves.items():
-        c = np.atleast_2d(np.asarray(c, np.float64))
-        xs = np.arange(c.shape[1]) if x is None else np.asarray(x)
-        n = np.sum(np.isfinite(c), axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.nansum(c, 0) / np.where(n > 0, n, np.nan)
-            line, = ax.plot(xs, mean, label=name if c.shape[0] == 1 else f"{name} ({c.shape[0]}"
-                            " seeds)")
+        if isinstance(c, Mapping):
+            mean = np.asarray(c["mean"], np.float64)
+            half = np.asarray(c["ci95"], np.float64)
+            label = name
+        else:
+            c = np.atleast_2d(np.asarray(c, np.float64))
+            mean, half = t_interval(c, level=confidence, skip_nan=True)
             if c.shape[0] > 1:
-                sd = np.sqrt(np.nansum((c - mean) ** 2, 0) / np.maximum(n - 1, 1))
-                half = stats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1)) * sd / np.sqrt(n)
-                half = np.where(n > 1, half, np.nan)
-                ax.fill_between(xs, mean - half, mean + half, alpha=0.25,
-                                color=line.get_color())
+                half = np.where(np.sum(~np.isnan(c), 0) > 1, half, np.nan)
+                label = f"{name} ({c.shape[0]} seeds)"
+            else:
+                half, label = None, name
+        xs = np.arange(mean.size) if x is None else np.asarray(x)
+        line, = ax.plot(xs, mean, label=label)
+        if half is not None:
+            ax.fill_between(xs, mean - half, mean + half, alpha=0.25, color=line.get_color())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
@@ -307,26 +295,3 @@ def moving_average(x, window: int) -> np.ndarray:
     out[..., window:] = c[..., window:] - c[..., :-window]
     counts = np.minimum(np.arange(1, x.shape[-1] + 1), window)
     return out / counts
-
-
-def t_band_curves(curves: Mapping[str, np.ndarray], ax=None, x=None, xlabel: str = "",
-                  ylabel: str = "", level: float = 0.95):
-    """Mean (line) and Student-t ``level`` interval of the mean over seeds (band) of each named
-    ``[seeds, T]`` curve (``scipy.stats.t`` with seeds - 1 degrees of freedom)."""
-    from scipy import stats
-
-    ax = _axes(ax)
-    for name, c in curves.items():
-        c = np.atleast_2d(np.asarray(c, np.float64))
-        xs = np.arange(c.shape[1]) if x is None else np.asarray(x)
-        mean = c.mean(0)
-        ax.plot(xs, mean, label=name)
-        if c.shape[0] > 1:
-            half = stats.t.ppf(0.5 + level / 2, c.shape[0] - 1) * c.std(0, ddof=1) / np.sqrt(
-                c.shape[0])
-            ax.fill_between(xs, mean - half, mean + half, alpha=0.2)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return ax

@@ -58,6 +58,11 @@ def test_training_curves_with_seed_bands_and_nan(tmp_path, rng):
     curves[:, :3] = np.nan  # no finished episode yet
     ax = plots.training_curves({"PPO": curves, "one seed": curves[0]}, ylabel="return")
     assert len(ax.collections) == 1  # one band: the 5-seed curve
+    # a curve reduced in a results file ({"mean", "ci95"}) draws its stored band
+    ax = plots.training_curves({"stored": {"mean": [0.0, 1.0, 1.5], "ci95": [0.2, 0.1, 0.1]}},
+                               x=[1, 2, 4])
+    assert len(ax.collections) == 1
+    np.testing.assert_allclose(ax.lines[0].get_xydata(), [[1, 0.0], [2, 1.0], [4, 1.5]])
     _save(ax, tmp_path / "curves.png")
 
 

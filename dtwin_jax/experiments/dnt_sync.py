@@ -42,14 +42,13 @@ from dataclasses import dataclass, replace
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 
 from dtwin_jax import plots
 from dtwin_jax._checks import check_choice, check_float, check_int
 from dtwin_jax.envs.dnt_sync import DntSyncEnv
 from dtwin_jax.envs.dnt_sync import policies as baselines
 from dtwin_jax.learners import vdn
-from dtwin_jax.reporting import provenance, write_results
+from dtwin_jax.reporting import provenance, t_interval, t_record, write_results
 from dtwin_jax.twins import predictor as gru_predictor
 
 STAGES = ("validation", "convergence", "eps_sweep", "users", "trace", "predictor")
@@ -280,23 +279,6 @@ def evaluate_baselines(config, env, eps_values) -> dict:
             for name, tr in traces.items()}
 
 
-# ------------------------------------------------------------------------------ statistics
-def t_interval(x) -> dict:
-    """Mean, Student-t 95% half-width (``scipy.stats.t``), n and the values of ``x [n]``."""
-    x = np.asarray(x, np.float64).ravel()
-    n = x.size
-    half = float(scipy.stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
-    return {"mean": float(x.mean()), "ci95": half, "n": int(n), "values": x.tolist()}
-
-
-def curve_interval(c) -> dict:
-    """Per-update mean and Student-t 95% half-width of curves ``[seeds, T]``."""
-    c = np.asarray(c, np.float64)
-    n = c.shape[0]
-    half = scipy.stats.t.ppf(0.975, n - 1) * c.std(0, ddof=1) / np.sqrt(n) if n > 1 else 0 * c[0]
-    return {"mean": c.mean(0).tolist(), "ci95": np.asarray(half).tolist()}
-
-
 # ------------------------------------------------------------------------------ stages
 def stage_validation(config) -> dict:
     env = make_env(config, config.num_users, config.num_rbs)
@@ -308,7 +290,7 @@ def stage_validation(config) -> dict:
             lcfg = learner_config(config, mixer, lr)
             params, _ = train_seeds(config, env, [config.eps], lcfg, seeds)
             ev = evaluate_learned(config, env, [config.eps], lcfg, params, validation=True)
-            scores[repr(lr)] = t_interval(ev["objective"][0])
+            scores[repr(lr)] = t_record(ev["objective"][0], values=True)
         out["by_lr"][mixer] = scores
         out["chosen"][mixer] = float(max(scores, key=lambda k: scores[k]["mean"]))
     return out
@@ -325,13 +307,14 @@ def stage_convergence(config) -> dict:
         ev = evaluate_learned(config, env, [config.eps], lcfg, params)
         evals[mixer] = ev
         curves = np.asarray(metrics["episode_return"][0]) / config.episode_length
+        curve_mean, curve_half = t_interval(curves)  # per update, over seeds
         res[mixer] = {
             "lr": lcfg.lr,
             "train_seconds": time.time() - t0,
-            "curve_objective": curve_interval(curves),
-            "final_train_objective": t_interval(curves[:, -1]),
-            **{k: t_interval(ev[k][0]) for k in ("objective", "twin_error", "mean_rate",
-                                                  "updates", "overlap_frac")},
+            "curve_objective": {"mean": curve_mean.tolist(), "ci95": curve_half.tolist()},
+            "final_train_objective": t_record(curves[:, -1], values=True),
+            **{k: t_record(ev[k][0], values=True)
+               for k in ("objective", "twin_error", "mean_rate", "updates", "overlap_frac")},
         }
         if mixer == "vdn":
             res["trace"] = {k: np.asarray(ev["trace"][k][0, 0, 0]).astype(float).tolist()
@@ -339,7 +322,7 @@ def stage_convergence(config) -> dict:
     diff = evals["vdn"]["objective"][0] - evals["iql"]["objective"][0]
     iql_mean = float(np.mean(evals["iql"]["objective"][0]))
     res["paired_vdn_minus_iql"] = {
-        **t_interval(diff),
+        **t_record(diff, values=True),
         "relative_to_abs_iql": float(np.mean(diff) / abs(iql_mean)) if iql_mean else None,
         "vdn_better_seeds": int(np.sum(diff > 0)),
         "paper_claim": "VDN up to 28.96% better objective than IQL",
@@ -354,7 +337,7 @@ def _sweep(config, env, eps_values) -> dict:
     lcfg = learner_config(config, "vdn")
     params, _ = train_seeds(config, env, eps_values, lcfg, seeds)
     ev = evaluate_learned(config, env, eps_values, lcfg, params)
-    learned = {k: [t_interval(ev[k][i]) for i in range(len(eps_values))]
+    learned = {k: [t_record(ev[k][i], values=True) for i in range(len(eps_values))]
                for k in ("objective", "twin_error", "mean_rate", "updates")}
     return {"vdn": learned, "baselines": evaluate_baselines(config, env, eps_values)}
 
@@ -432,8 +415,8 @@ def plot_results(results: dict, path: str) -> None:
     for ax, name in zip(axes, panels, strict=True):
         if name == "convergence":
             conv = results["convergence"]
-            plots.ci_curves({m.upper(): conv[m]["curve_objective"] for m in MIXERS}, ax=ax,
-                            ylabel="training objective per slot", xlabel="update")
+            plots.training_curves({m.upper(): conv[m]["curve_objective"] for m in MIXERS},
+                                  ax=ax, ylabel="training objective per slot", xlabel="update")
         elif name == "eps_sweep":
             sw = results["eps_sweep"]
             plots.sweep_two_axes(sw["eps"], sw["vdn"]["twin_error"], sw["vdn"]["mean_rate"],

@@ -53,7 +53,6 @@ from dataclasses import asdict, dataclass, replace
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats
 
 from dtwin_jax import plots
 from dtwin_jax._checks import check_choice, check_float, check_int
@@ -69,7 +68,7 @@ from dtwin_jax.envs.association import (
 from dtwin_jax.learners.ppo import PPOConfig, make_policy_fn
 from dtwin_jax.parallel import rollout as twin_rollout
 from dtwin_jax.parallel import spread, summarize, train_parallel, twin_params
-from dtwin_jax.reporting import provenance, write_json
+from dtwin_jax.reporting import provenance, t_interval, write_json
 
 MOBILITIES = ("generated", "waypoint", "gauss_markov", "street")
 BASELINES = ("max-SINR", "max-RSRP+bias", "Ye-dual", "greedy-rate", "random")
@@ -172,16 +171,6 @@ OUTPUT_STEMS = {"full": "lvm_dt", "validation": "lvm_dt_validation", "demo": "lv
 
 
 # ----------------------------------------------------------------------------- statistics
-def t_ci(values, level: float = 0.95) -> tuple[float, float]:
-    """Mean and half-width of the Student-t ``level`` interval of the mean of ``values``
-    (``scipy.stats.t``, n - 1 degrees of freedom; half-width 0 for one value)."""
-    v = np.asarray(values, np.float64).ravel()
-    if v.size < 2:
-        return float(v.mean()), 0.0
-    q = stats.t.ppf(0.5 + level / 2, v.size - 1)
-    return float(v.mean()), float(q * v.std(ddof=1) / np.sqrt(v.size))
-
-
 def paired_gain(a, b) -> dict:
     """Paired comparison of per-seed samples ``a_s`` vs ``b_s``: the per-seed relative gains
     ``a_s / b_s - 1`` with their t interval (``mean``, ``half_width``), the gain of the means
@@ -191,8 +180,8 @@ def paired_gain(a, b) -> dict:
     difference interval is not."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     g = a / b - 1.0
-    mean, half = t_ci(g)
-    diff, diff_half = t_ci(a - b)
+    mean, half = t_interval(g)
+    diff, diff_half = t_interval(a - b)
     return {"per_seed": g.tolist(), "mean": mean, "half_width": half,
             "gain_of_means": float(a.mean() / b.mean() - 1.0), "difference": diff,
             "difference_half_width": diff_half,
@@ -421,7 +410,7 @@ def train_arm(config: LvmDtConfig, arm: Arm, key, ev: Evaluator) -> tuple[dict, 
         metrics = {m: v[None] for m, v in metrics.items()}
     per_seed, pooled = ev.ppo(nets)
     live = np.asarray(metrics["num_active"], np.float64).sum(-1) * config.batch_steps
-    agg = {n: {m: t_ci([r[n][m] for r in per_seed]) for m in METRICS} for n in per_seed[0]}
+    agg = {n: {m: t_interval([r[n][m] for r in per_seed]) for m in METRICS} for n in per_seed[0]}
     print(f"[lvm_dt] {arm.name}: {updates} updates x {config.num_seeds} seeds in {train_s:.0f}"
           " s; cell edge " + ", ".join(f"{n}: {v['cell_edge'][0] / 1e3:.0f} kb/s"
                                        for n, v in agg.items()), flush=True)

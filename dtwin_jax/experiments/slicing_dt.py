@@ -40,14 +40,13 @@ from dataclasses import asdict, dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats
 
 from dtwin_jax import plots
 from dtwin_jax._checks import check_float, check_int
 from dtwin_jax.envs.slicing import policies
 from dtwin_jax.envs.slicing.env import SlicingEnv
 from dtwin_jax.learners import buffer, cql, distill, dqn
-from dtwin_jax.reporting import provenance, write_results
+from dtwin_jax.reporting import provenance, t_record, write_results
 from dtwin_jax.twins import world_model as wm
 
 #: (name, double, dueling) of the learned arms
@@ -166,14 +165,6 @@ PRESETS = {
     "validation": SlicingDTConfig(seeds=(100, 101, 102, 103, 104)),
     "full": SlicingDTConfig(),
 }
-
-
-def t_interval(values) -> dict:
-    """Mean and Student-t 95% half-width (``scipy.stats.t``, n - 1 dof) of ``values``."""
-    v = np.asarray(values, np.float64).ravel()
-    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)) \
-        if v.size > 1 else 0.0
-    return {"mean": float(v.mean()), "ci95": half, "n": int(v.size)}
 
 
 def interactions_to_level(reward: np.ndarray, level: float, smooth: int) -> np.ndarray:
@@ -404,11 +395,11 @@ def run(config: SlicingDTConfig, log=print) -> dict:
     ev_r, ev_u = jax.jit(jax.vmap(evaluate))(k_eval, pp)
     ev_r, ev_u = np.asarray(ev_r), np.asarray(ev_u)  # [S, K]
     timings["eval_s"] = time.time() - t0
-    evaluation = {s: {"reward": t_interval(ev_r[:, i]), "utility": t_interval(ev_u[:, i])}
+    evaluation = {s: {"reward": t_record(ev_r[:, i]), "utility": t_record(ev_u[:, i])}
                   for i, s in enumerate(slots)}
     hard_i = slots.index("hard_slicing")
     for i, s in enumerate(slots):
-        evaluation[s]["utility_minus_hard"] = t_interval(ev_u[:, i] - ev_u[:, hard_i])
+        evaluation[s]["utility_minus_hard"] = t_record(ev_u[:, i] - ev_u[:, hard_i])
 
     # -- 5. loss landscapes
     alphas = np.linspace(-1.0, 1.0, config.landscape_points)
@@ -428,8 +419,8 @@ def run(config: SlicingDTConfig, log=print) -> dict:
                                                  batch, st.flags))
         landscapes[arm] = {"loss": ls.tolist(),
                            "mean": ls.mean(0).tolist(),
-                           "rise_at_1": t_interval(ls[:, -1] - ls[:, len(alphas) // 2]),
-                           "rise_at_minus_1": t_interval(ls[:, 0] - ls[:, len(alphas) // 2])}
+                           "rise_at_1": t_record(ls[:, -1] - ls[:, len(alphas) // 2]),
+                           "rise_at_minus_1": t_record(ls[:, 0] - ls[:, len(alphas) // 2])}
 
     # -- reach-level comparison and curves
     reach = {a: interactions_to_level(arms[a]["reward"], config.level, config.smooth)
@@ -438,17 +429,17 @@ def run(config: SlicingDTConfig, log=print) -> dict:
     for name, _, _ in VARIANTS:
         base, tw = reach[name], reach[name + "+twin"]
         comparison[name] = {
-            "without_twin": t_interval(base), "with_twin": t_interval(tw),
+            "without_twin": t_record(base), "with_twin": t_record(tw),
             "never_reached": [int((base >= config.real_steps).sum()),
                               int((tw >= config.real_steps).sum())],
-            "paired_difference": t_interval(tw - base),
+            "paired_difference": t_record(tw - base),
             "reduction_pct": float(100.0 * (1.0 - tw.mean() / base.mean())),
             "per_seed": {"without_twin": base.tolist(), "with_twin": tw.tolist()},
         }
     tail = max(config.real_steps // 5, 1)
     learning = {a: {
-        "final_reward_online": t_interval(arms[a]["reward"][:, -tail:].mean(1)),
-        "final_utility_online": t_interval(arms[a]["utility"][:, -tail:].mean(1)),
+        "final_reward_online": t_record(arms[a]["reward"][:, -tail:].mean(1)),
+        "final_utility_online": t_record(arms[a]["utility"][:, -tail:].mean(1)),
         "reward_curve_mean": arms[a]["reward"].mean(0).tolist(),
         "utility_curve_mean": arms[a]["utility"].mean(0).tolist(),
         "reward_curve": arms[a]["reward"].tolist(),
@@ -469,7 +460,7 @@ def run(config: SlicingDTConfig, log=print) -> dict:
         costs[f"student_{w}"] = {
             **distill.mlp_cost(obs_dim, (w, w), env.num_actions),
             "cpu_us_per_decision": _time_forward(snet.apply, p0, obs_dim),
-            "final_agreement": t_interval(dm["agreement"][:, -max(len(dm["agreement"][0]) // 10,
+            "final_agreement": t_record(dm["agreement"][:, -max(len(dm["agreement"][0]) // 10,
                                                                    1):].mean(1)),
         }
     return {
@@ -502,7 +493,7 @@ def figures(results: dict, out_prefix: str) -> list[str]:
                            (axes[1], "utility_curve", "utility")):
         curves = {a: plots.moving_average(np.asarray(v[key]), results["reach_level"]["smooth"])
                   for a, v in lr.items()}
-        plots.t_band_curves(curves, ax=ax, xlabel="real interactions", ylabel=label)
+        plots.training_curves(curves, ax=ax, xlabel="real interactions", ylabel=label)
         if label == "utility":
             ax.axhline(results["evaluation"]["hard_slicing"]["utility"]["mean"], color="k",
                        ls="--", lw=0.8, label="hard slicing")
@@ -512,9 +503,9 @@ def figures(results: dict, out_prefix: str) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     land = results["landscape"]
-    plots.t_band_curves({a: np.asarray(v["loss"]) for a, v in land["arms"].items()}, ax=ax,
-                        x=np.asarray(land["alpha"]), xlabel="perturbation along g/|g|",
-                        ylabel="TD loss")
+    plots.training_curves({a: np.asarray(v["loss"]) for a, v in land["arms"].items()}, ax=ax,
+                          x=np.asarray(land["alpha"]), xlabel="perturbation along g/|g|",
+                          ylabel="TD loss")
     path = out_prefix + "_landscape.png"
     plots.save(fig, path)
     paths.append(path)
@@ -553,7 +544,7 @@ def main(argv=None) -> dict:
 
 
 __all__ = ["PRESETS", "SlicingDTConfig", "VARIANTS", "figures", "interactions_to_level", "main",
-           "run", "t_interval"]
+           "run"]
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,5 @@
-"""experiments/dnt_sync.py: config checks, statistics, the predictor stage and the figure.
+"""experiments/dnt_sync.py: config checks, the predictor stage and the figure (the Student-t
+intervals are dtwin_jax.reporting's, tested in tests/test_reporting.py).
 
 The training stages are exercised at toy size by tests/learners/test_vdn.py (the learner on
 dnt-sync-v0); compiling the experiment's many env shapes here would exceed the test budget.
@@ -6,7 +7,6 @@ dnt-sync-v0); compiling the experiment's many env shapes here would exceed the t
 
 import numpy as np
 import pytest
-import scipy.stats
 
 from dtwin_jax.experiments import dnt_sync
 
@@ -22,16 +22,6 @@ def test_presets_valid_and_seeds_disjoint():
         dnt_sync.DntSyncConfig(action_form="flat", sweep_users=(16,))
     with pytest.raises(TypeError, match="num_seeds"):
         dnt_sync.DntSyncConfig(num_seeds=8.0)
-
-
-def test_student_t_interval():
-    x = np.array([1.0, 2.0, 4.0, 7.0])
-    got = dnt_sync.t_interval(x)
-    lo, hi = scipy.stats.t.interval(0.95, 3, loc=x.mean(), scale=scipy.stats.sem(x))
-    assert got["mean"] == pytest.approx(x.mean())
-    assert got["ci95"] == pytest.approx((hi - lo) / 2)
-    curve = dnt_sync.curve_interval(np.stack([x, 2 * x]))
-    assert len(curve["mean"]) == 4 and curve["ci95"][0] > 0
 
 
 def test_learner_config_one_episode_per_twin_per_update():

@@ -1,4 +1,5 @@
-"""slicing_dt: config validation, presets, the reach-level and interval statistics, figures.
+"""slicing_dt: config validation, presets, the reach-level statistics, figures (the Student-t
+intervals are dtwin_jax.reporting's, tested in tests/test_reporting.py).
 
 The end-to-end ``small`` preset compiles the packet-level env into five programs (several
 minutes on two loaded cores), so it is run by ``python -m dtwin_jax.experiments.slicing_dt
@@ -7,7 +8,6 @@ tests/learners and tests/twins."""
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from dtwin_jax.experiments import slicing_dt as sdt
 
@@ -33,14 +33,6 @@ def test_interactions_to_level_by_hand():
                        [0, 0, 0, 0, 0, 1]])     # never reaches 1 -> 6
     np.testing.assert_array_equal(sdt.interactions_to_level(reward, 1.0, 2), [4, 6])
     np.testing.assert_array_equal(sdt.interactions_to_level(reward, 0.5, 2), [3, 6])
-
-
-def test_t_interval_matches_scipy():
-    v = np.array([1.0, 2.0, 4.0, 7.0, 11.0])
-    ci = sdt.t_interval(v)
-    lo, hi = stats.t.interval(0.95, 4, loc=v.mean(), scale=stats.sem(v))
-    np.testing.assert_allclose([ci["mean"], ci["ci95"]], [v.mean(), (hi - lo) / 2])
-    assert ci["n"] == 5
 
 
 def test_figures_from_results(tmp_path):
