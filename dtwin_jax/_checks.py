@@ -22,6 +22,20 @@ def check_int(name: str, value, lo: int | None = None, hi: int | None = None) ->
     return value
 
 
+def check_int_tuple(name: str, values, lo: int | None = None,
+                    hi: int | None = None) -> tuple[int, ...]:
+    """Return ``values`` (any sequence, e.g. layer widths) as a tuple of ints, entry ``i``
+    checked by :func:`check_int` under the name ``name[i]``."""
+    return tuple(check_int(f"{name}[{i}]", v, lo, hi) for i, v in enumerate(values))
+
+
+def check_bool(name: str, value) -> bool:
+    """Return ``value`` after checking it is a Python bool (not 0/1 or a NumPy bool)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
 def check_float(
     name: str,
     value,

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dtwin_jax import plots
-from dtwin_jax._checks import check_float, check_int
+from dtwin_jax._checks import check_float, check_int, check_int_tuple
 from dtwin_jax.envs.slicing import policies
 from dtwin_jax.envs.slicing.env import SlicingEnv
 from dtwin_jax.learners import buffer, cql, distill, dqn
@@ -117,9 +117,7 @@ class SlicingDTConfig:
         if self.smooth > self.real_steps:
             raise ValueError(f"smooth={self.smooth} must be <= real_steps={self.real_steps}")
         for name in ("hidden_sizes", "reward_hidden", "student_widths"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-            for i, w in enumerate(getattr(self, name)):
-                check_int(f"{name}[{i}]", w, lo=1)
+            object.__setattr__(self, name, check_int_tuple(name, getattr(self, name), lo=1))
         check_float("lr", self.lr, 0.0, lo_open=True)
         check_float("gamma", self.gamma, 0.0, 1.0)
         for name in ("eps_decay_frac", "eps_end", "twin_eps_start"):

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dtwin_jax._checks import check_choice, check_float, check_int
+from dtwin_jax._checks import check_choice, check_float, check_int, check_int_tuple
 from dtwin_jax.learners.dqn import QNetwork, Transition, td_target
 from dtwin_jax.learners.nets import ACTIVATIONS
 
@@ -55,9 +55,8 @@ class CQLConfig:
         check_float("alpha", self.alpha, 0.0)
         check_float("tau", self.tau, 0.0, 1.0, lo_open=True)
         check_float("real_fraction", self.real_fraction, 0.0, 1.0, lo_open=True)
-        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
-        for i, width in enumerate(self.hidden_sizes):
-            check_int(f"hidden_sizes[{i}]", width, lo=1)
+        object.__setattr__(self, "hidden_sizes",
+                           check_int_tuple("hidden_sizes", self.hidden_sizes, lo=1))
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
 
 

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dtwin_jax._checks import check_choice, check_float, check_int
+from dtwin_jax._checks import check_choice, check_float, check_int, check_int_tuple
 from dtwin_jax.learners.dqn import QNetwork
 from dtwin_jax.learners.nets import ACTIVATIONS
 
@@ -44,9 +44,8 @@ class DistillConfig:
     temperature: float = 0.1
 
     def __post_init__(self):
-        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
-        for i, width in enumerate(self.hidden_sizes):
-            check_int(f"hidden_sizes[{i}]", width, lo=1)
+        object.__setattr__(self, "hidden_sizes",
+                           check_int_tuple("hidden_sizes", self.hidden_sizes, lo=1))
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
         check_int("num_steps", self.num_steps, lo=1)
         check_int("batch_size", self.batch_size, lo=1)

@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
-from dtwin_jax._checks import check_choice, check_float, check_int
+from dtwin_jax._checks import check_bool, check_choice, check_float, check_int, check_int_tuple
 from dtwin_jax.envs.base import Environment, MultiAgentEnv
 from dtwin_jax.envs.spaces import Discrete
 from dtwin_jax.learners import buffer, common
@@ -116,11 +116,9 @@ class DQNConfig:
         check_float("eps_end", self.eps_end, 0.0, 1.0)
         check_float("eps_decay_frac", self.eps_decay_frac, 0.0, 1.0)
         for name in ("double", "dueling"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
-        for i, width in enumerate(self.hidden_sizes):
-            check_int(f"hidden_sizes[{i}]", width, lo=1)
+            check_bool(name, getattr(self, name))
+        object.__setattr__(self, "hidden_sizes",
+                           check_int_tuple("hidden_sizes", self.hidden_sizes, lo=1))
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
         check_choice("loss", self.loss, LOSSES)
         check_float("max_grad_norm", self.max_grad_norm, 0.0, lo_open=True)

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
-from dtwin_jax._checks import check_choice, check_float, check_int
+from dtwin_jax._checks import check_bool, check_choice, check_float, check_int, check_int_tuple
 from dtwin_jax.envs.base import AgentObs, Environment, MultiAgentEnv
 from dtwin_jax.learners import common
 from dtwin_jax.learners.common import Collector, masked_mean
@@ -106,17 +106,15 @@ class PPOConfig:
             )
         check_float("lr", self.lr, 0.0, lo_open=True)
         for name in ("anneal_lr", "squash_box"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+            check_bool(name, getattr(self, name))
         check_float("gamma", self.gamma, 0.0, 1.0)
         check_float("gae_lambda", self.gae_lambda, 0.0, 1.0)
         check_float("clip_eps", self.clip_eps, 0.0, lo_open=True)
         check_float("ent_coef", self.ent_coef, 0.0)
         check_float("vf_coef", self.vf_coef, 0.0)
         check_float("max_grad_norm", self.max_grad_norm, 0.0, lo_open=True)
-        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
-        for i, width in enumerate(self.hidden_sizes):
-            check_int(f"hidden_sizes[{i}]", width, lo=1)
+        object.__setattr__(self, "hidden_sizes",
+                           check_int_tuple("hidden_sizes", self.hidden_sizes, lo=1))
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
         object.__setattr__(self, "info_keys",
                            common.validate_info_keys(self.info_keys, METRIC_NAMES))

@@ -65,7 +65,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dtwin_jax._checks import check_choice, check_float, check_int
+from dtwin_jax._checks import check_bool, check_choice, check_float, check_int
 from dtwin_jax.envs.base import Environment, MultiAgentEnv
 from dtwin_jax.learners import buffer, common
 from dtwin_jax.learners.common import Collector, masked_mean
@@ -132,8 +132,7 @@ class VDNConfig:
         check_int("target_update_interval", self.target_update_interval, lo=1)
         check_float("tau", self.tau, 0.0, 1.0, lo_open=True)
         for name in ("double_q", "dueling"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+            check_bool(name, getattr(self, name))
         check_int("hidden_size", self.hidden_size, lo=1)
         check_int("burn_in", self.burn_in, lo=0, hi=self.num_steps - 1)
         check_float("max_grad_norm", self.max_grad_norm, 0.0, lo_open=True)

@@ -46,6 +46,7 @@ import optax
 from dtwin_jax import _checks
 from dtwin_jax.checkpoint import load_checkpoint, save_checkpoint
 from dtwin_jax.mobility import RandomWalk
+from dtwin_jax.mobility.base import check_area
 
 __all__ = [
     "SHIPPED_CHECKPOINT",
@@ -89,9 +90,7 @@ class PredictorConfig:
     def __post_init__(self):
         _checks.check_int("history", self.history, lo=1, hi=64)
         _checks.check_int("hidden", self.hidden, lo=1, hi=4096)
-        lo, hi = np.asarray(self.area_min, float), np.asarray(self.area_max, float)
-        if lo.shape != (2,) or hi.shape != (2,) or not np.all(hi > lo):
-            raise ValueError(f"area_max={self.area_max} must exceed area_min={self.area_min}")
+        check_area(np.asarray(self.area_min, float), np.asarray(self.area_max, float))
         _checks.check_float("step_length", self.step_length, lo=0.0, lo_open=True)
         _checks.check_int("num_train", self.num_train, lo=1)
         _checks.check_int("num_val", self.num_val, lo=1)

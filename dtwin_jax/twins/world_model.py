@@ -52,7 +52,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from dtwin_jax._checks import check_float, check_int
+from dtwin_jax._checks import check_bool, check_float, check_int, check_int_tuple
 from dtwin_jax._params import CONCRETE
 from dtwin_jax.envs.base import Environment
 from dtwin_jax.envs.spaces import Box, Discrete
@@ -84,17 +84,15 @@ class WorldModelConfig:
 
     def __post_init__(self):
         check_int("lstm_size", self.lstm_size, lo=1)
-        object.__setattr__(self, "reward_hidden", tuple(self.reward_hidden))
-        for i, width in enumerate(self.reward_hidden):
-            check_int(f"reward_hidden[{i}]", width, lo=1)
+        object.__setattr__(self, "reward_hidden",
+                           check_int_tuple("reward_hidden", self.reward_hidden, lo=1))
         check_int("seq_len", self.seq_len, lo=1)
         check_int("batch_size", self.batch_size, lo=1)
         check_float("lr", self.lr, 0.0, lo_open=True)
         check_int("fit_steps", self.fit_steps, lo=1)
         check_int("num_start_obs", self.num_start_obs, lo=1)
         check_int("episode_length", self.episode_length, lo=1)
-        if not isinstance(self.noise, bool):
-            raise TypeError(f"noise must be a bool, got {self.noise!r}")
+        check_bool("noise", self.noise)
 
 
 class LSTMDynamics(nn.Module):
