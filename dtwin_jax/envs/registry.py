@@ -31,5 +31,6 @@ def make(env_id: str, **kwargs) -> Environment:
 
 
 register("association-v0", "dtwin_jax.envs.association:AssociationEnv")
+register("edge-retrain-v0", "dtwin_jax.envs.edge_retrain:EdgeRetrainEnv")
 register("dnt-sync-v0", "dtwin_jax.envs.dnt_sync:DntSyncEnv")
 register("slicing-v0", "dtwin_jax.envs.slicing:SlicingEnv")

@@ -26,6 +26,8 @@ SMALL = {
         dict(num_users=6, episode_length=5, churn=0.1),
     ),
     "dnt-sync-v0": ({}, dict(episode_length=5)),
+    "edge-retrain-v0": (dict(num_users=4, full_steps=20, full_samples=32, retraining="real_only"),
+                        dict(episode_length=5, frame_length=2)),
     "slicing-v0": (dict(num_users=10, num_slots=20), dict(episode_length=5)),
 }
 

@@ -222,8 +222,9 @@ class EdgeRetrainEnv(Environment):
         rules.array("max_users_per_bs", params.max_users_per_bs, shape=(), lo=1,
                     hi=self.num_users, integer=True)
         rules.require(params.max_users_per_bs * m >= self.num_users,
-                      "max_users_per_bs * num_bs must be >= num_users ({} users); got {}",
-                      self.num_users, params.max_users_per_bs)
+                      f"max_users_per_bs * num_bs ({m}) must be >= num_users "
+                      f"({self.num_users}); got max_users_per_bs = {{}}",
+                      params.max_users_per_bs)
         rules.array("shift_slot", params.shift_slot, shape=(), lo=-1, hi=2**31 - 1,
                     integer=True)
         task = params.task
