@@ -35,7 +35,9 @@ def test_two_processes_train_together_and_match_one_process(tmp_path):
     worker = tmp_path / "worker.py"
     worker.write_text(_WORKER)
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)
+    # the launcher sets the devices per process: drop a device-count flag, keep the others
+    env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
+                                if "device_count" not in f)
     # the one-process reference runs alongside the cluster (its own interpreter, 1 device)
     ref = subprocess.Popen([sys.executable, str(worker), str(tmp_path / "one.npz")], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -95,6 +95,13 @@ def test_seeds_vmap_on_association_matches_sequential_runs():
     assert "SEEDS_OK" in out.stdout, out.stderr[-3000:]
 
 
+def _four_cpu_devices() -> dict:
+    """The environment of a subprocess with 4 CPU devices (other XLA flags, such as the fast
+    compile of conftest.py, kept)."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
+    return dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
+
+
 _SHARD_SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from dtwin_jax.envs.association import AssociationEnv
@@ -117,9 +124,7 @@ _SHARD_SCRIPT = textwrap.dedent("""
 
 
 def test_shard_twins_on_four_cpu_devices():
-    env_vars = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-                    JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", _SHARD_SCRIPT], env=env_vars,
+    out = subprocess.run([sys.executable, "-c", _SHARD_SCRIPT], env=_four_cpu_devices(),
                          capture_output=True, text=True, timeout=300)
     assert "SHARDED_OK" in out.stdout, out.stderr[-3000:]
 
@@ -162,8 +167,6 @@ _DATA_PARALLEL_SCRIPT = textwrap.dedent("""
 
 
 def test_data_parallel_ppo_on_four_devices_equals_one_device():
-    env_vars = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-                    JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", _DATA_PARALLEL_SCRIPT], env=env_vars,
+    out = subprocess.run([sys.executable, "-c", _DATA_PARALLEL_SCRIPT], env=_four_cpu_devices(),
                          capture_output=True, text=True, timeout=400)
     assert "DATA_PARALLEL_OK" in out.stdout, out.stderr[-3000:]
