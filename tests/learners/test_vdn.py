@@ -1,5 +1,7 @@
 """VDN / IQL (dtwin_jax.learners.vdn): targets by hand, masks, probes, dnt-sync, seeds."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -194,21 +196,37 @@ def _dnt_eval(env, params, policy, steps=24):
     return one
 
 
-@pytest.mark.parametrize("mixer", ["vdn", "iql"])
-def test_dnt_sync_small_beats_random(mixer):
+@pytest.fixture(scope="module")
+def dnt_small():
+    """A 2-BS, 3-user dnt-sync twin, the learner settings (``mixer`` set by the test) and ONE
+    compiled evaluation for both mixers (the acting network does not depend on the mixer):
+    ``score(net_params)``, the greedy policy's mean team reward per slot (24 slots from each of
+    8 evaluation keys), and ``base``, the uniform legal policy's on the same keys."""
     env = DntSyncEnv(num_bs=2, num_users=3, num_rbs=3, action_form="factored",
                      predictor="persistence")
     params = env.default_params.replace(episode_length=jnp.int32(6), eps=jnp.float32(0.3))
-    cfg = vdn.VDNConfig(mixer=mixer, num_envs=8, num_steps=6, total_timesteps=8 * 6 * 40,
-                        buffer_size=128, batch_size=16, num_epochs=2, lr=1e-3,
-                        hidden_size=32, target_update_interval=2)
-    state, _ = jax.jit(vdn.make_train(env, params, cfg))(jax.random.PRNGKey(0))
+    cfg = vdn.VDNConfig(num_envs=8, num_steps=6, total_timesteps=8 * 6 * 40, buffer_size=128,
+                        batch_size=16, num_epochs=2, lr=1e-3, hidden_size=32,
+                        target_update_interval=2)
     act = vdn.make_act(cfg, env, params)
     rand = dnt_policies.random_policy(env)
-    learned = _dnt_eval(env, params, lambda k, o, s, h, f: act(state.params, o, h, f, k))
-    randomly = _dnt_eval(env, params, lambda k, o, s, h, f: (rand(k, o, s, params), h))
     keys = jax.random.split(jax.random.PRNGKey(7), 8)
     h0 = vdn.initial_hidden(cfg, env)
-    score = float(jax.jit(jax.vmap(learned, (0, None)))(keys, h0).mean())
+
+    @jax.jit
+    def score(net_params):  # the network parameters are an argument: one compile
+        learned = _dnt_eval(env, params, lambda k, o, s, h, f: act(net_params, o, h, f, k))
+        return jax.vmap(learned, (0, None))(keys, h0).mean()
+
+    randomly = _dnt_eval(env, params, lambda k, o, s, h, f: (rand(k, o, s, params), h))
     base = float(jax.jit(jax.vmap(randomly, (0, None)))(keys, h0).mean())
-    assert score > base + 0.5, (score, base)
+    return env, params, cfg, score, base
+
+
+@pytest.mark.parametrize("mixer", ["vdn", "iql"])
+def test_dnt_sync_small_beats_random(dnt_small, mixer):
+    env, params, cfg, score, base = dnt_small
+    cfg = dataclasses.replace(cfg, mixer=mixer)
+    state, _ = jax.jit(vdn.make_train(env, params, cfg))(jax.random.PRNGKey(0))
+    learned = float(score(state.params))
+    assert learned > base + 0.5, (learned, base)
