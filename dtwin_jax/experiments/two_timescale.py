@@ -20,8 +20,9 @@ Stages (``config.stages``):
   retraining decided every slot: ``frame_length = 1``) and ``no_retraining`` (reference).
   Slot policies on the proposed system: PPO, ``equal_split`` (the paper's equal shares),
   ``balanced`` and ``optimal``.
-* ``shift``: every area's data moves to the next area at slot ``shift_slot`` of one episode;
-  the true accuracy over the slots per arm.
+* ``shift``: every area's data moves to the next area at slot ``shift_slot`` of the first
+  episode (55: in the middle of a frame, so the two-timescale arms notice it only at the next
+  frame); the true accuracy over the slots per arm.
 
 Reported: mean system delay (ms) and mean true accuracy per arm, Student-t 95% intervals over
 seeds, the paired per-seed differences and the relative delay reduction of the proposed scheme
@@ -84,7 +85,7 @@ class TwoTimescaleConfig:
     num_updates: int = 50
     hidden_sizes: tuple[int, ...] = (64, 64)
     eval_episodes: int = 5
-    shift_slot: int = 50
+    shift_slot: int = 55
     full_steps: int = 200
 
     def __post_init__(self):
