@@ -392,14 +392,14 @@ _COMPILED: dict[str, tuple] = {}
 
 
 def _programs(spec: PPOSpec, env, params):
-    """``(init, jitted advance)`` of ``spec``, built once per configuration (any seed) in this
+    """``(jitted init, jitted advance)`` of ``spec``, built once per configuration (any seed) in this
     process, so a resume or an evaluation in the same process does not compile again."""
     from dtwin_jax.learners.ppo import make_train_chunks
 
     key = dataclasses.replace(spec, run=RunSettings()).fingerprint()  # the seed is an input
     if key not in _COMPILED:
         init, advance = make_train_chunks(env, params, spec.ppo)
-        _COMPILED[key] = (init, jax.jit(advance, static_argnums=2))
+        _COMPILED[key] = (jax.jit(init), jax.jit(advance, static_argnums=2))
     return _COMPILED[key]
 
 
