@@ -143,10 +143,9 @@ def list_learners() -> dict[str, str]:
 
 def _env_class(env_id: str):
     """The class registered as ``env_id`` (imported), without constructing it."""
-    from dtwin_jax.envs import registry
+    from dtwin_jax.envs.registry import env_class
 
-    module_name, class_name = registry._REGISTRY[env_id].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    return env_class(env_id)
 
 
 # ----------------------------------------------------------------------------- --set parsing
@@ -392,8 +391,9 @@ _COMPILED: dict[str, tuple] = {}
 
 
 def _programs(spec: PPOSpec, env, params):
-    """``(jitted init, jitted advance)`` of ``spec``, built once per configuration (any seed) in this
-    process, so a resume or an evaluation in the same process does not compile again."""
+    """``(jitted init, jitted advance)`` of ``spec``, built once per configuration (any seed)
+    in this process, so a resume or an evaluation in the same process does not compile
+    again."""
     from dtwin_jax.learners.ppo import make_train_chunks
 
     key = dataclasses.replace(spec, run=RunSettings()).fingerprint()  # the seed is an input

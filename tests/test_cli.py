@@ -116,7 +116,7 @@ def probe_env():
 
     registry.register(PROBE, "probe_envs:CounterEnv")
     yield
-    registry._REGISTRY.pop(PROBE, None)
+    registry.unregister(PROBE)
 
 
 @pytest.fixture

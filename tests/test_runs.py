@@ -28,7 +28,7 @@ SETS = {"num_envs": 2, "num_steps": 4, "total_timesteps": 48, "update_epochs": 1
 def probe_env():
     registry.register(ENV_ID, "probe_envs:CounterEnv")
     yield
-    registry._REGISTRY.pop(ENV_ID, None)
+    registry.unregister(ENV_ID)
 
 
 def _spec(**extra):

@@ -21,13 +21,22 @@ def registered_envs() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make(env_id: str, **kwargs) -> Environment:
-    """Construct the environment registered as ``env_id`` with constructor ``kwargs``."""
+def unregister(env_id: str) -> None:
+    """Remove ``env_id`` from the registry (no error if it is not there)."""
+    _REGISTRY.pop(env_id, None)
+
+
+def env_class(env_id: str) -> type[Environment]:
+    """The class registered as ``env_id``, imported but not constructed."""
     if env_id not in _REGISTRY:
         raise ValueError(f"env_id={env_id!r} is not registered; allowed: {registered_envs()}")
     module_name, class_name = _REGISTRY[env_id].split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(**kwargs)
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def make(env_id: str, **kwargs) -> Environment:
+    """Construct the environment registered as ``env_id`` with constructor ``kwargs``."""
+    return env_class(env_id)(**kwargs)
 
 
 register("association-v0", "dtwin_jax.envs.association:AssociationEnv")

@@ -126,3 +126,17 @@ def test_vecenv_checks_actions_at_trace_time():
         step(jax.random.PRNGKey(1), state, jnp.zeros((2,), jnp.float32), params)
     out = step(jax.random.PRNGKey(1), state, jnp.zeros((2,), jnp.int32), params)
     assert out[2].shape == (2,)
+
+
+def test_registry_env_class_and_unregister():
+    from dtwin_jax.envs import registry
+    from dtwin_jax.envs.edge_retrain import EdgeRetrainEnv
+
+    assert registry.env_class("edge-retrain-v0") is EdgeRetrainEnv
+    with pytest.raises(ValueError, match="not registered"):
+        registry.env_class("nope-v0")
+    registry.register("tmp-v0", "dtwin_jax.envs.edge_retrain:EdgeRetrainEnv")
+    assert "tmp-v0" in registry.registered_envs()
+    registry.unregister("tmp-v0")
+    registry.unregister("tmp-v0")  # absent: no error
+    assert "tmp-v0" not in registry.registered_envs()

@@ -32,7 +32,6 @@ Seeds as in the Gymnasium adapter: ``reset(seed=s)`` is a fresh twin from
 from __future__ import annotations
 
 import functools
-import importlib
 from collections.abc import Callable
 
 import jax
@@ -42,7 +41,7 @@ from pettingzoo import ParallelEnv
 
 from dtwin_jax.envs import spaces as dt_spaces
 from dtwin_jax.envs.base import Environment, MultiAgentEnv
-from dtwin_jax.envs.registry import _REGISTRY, registered_envs
+from dtwin_jax.envs.registry import env_class, registered_envs
 from dtwin_jax.envs.wrappers.gymnasium import (
     MAX_SEED,
     as_action,
@@ -205,8 +204,7 @@ class DtwinParallelEnv(ParallelEnv):
 def _is_multi_agent(env_id: str) -> bool:
     """Whether the class registered as ``env_id`` is a ``MultiAgentEnv`` (imports it, builds
     nothing)."""
-    module, name = _REGISTRY[env_id].split(":")
-    return issubclass(getattr(importlib.import_module(module), name), MultiAgentEnv)
+    return issubclass(env_class(env_id), MultiAgentEnv)
 
 
 def all_parallel_envs() -> dict[str, Callable[..., DtwinParallelEnv]]:
