@@ -24,6 +24,8 @@ SMALL = {
     ),
     "dnt-sync-v0": (dict(num_users=4, num_rbs=4, predictor="persistence"),
                     dict(episode_length=4)),
+    "edge-retrain-v0": (dict(num_users=4, full_steps=20, full_samples=32, retraining="real_only"),
+                        dict(episode_length=4, frame_length=2)),
     "slicing-v0": (dict(num_users=10, num_slots=20), dict(episode_length=4)),
 }
 IDS = [i for i in dtwin_jax.registered_envs() if not i.startswith("counter-test")]
