@@ -2,12 +2,10 @@
 
 The quick start and the scale notebook run in every test session. The paper notebooks run a
 whole experiment (every learner and baseline compiled: minutes even at the smallest preset),
-so they run only with ``DTWIN_NOTEBOOKS=all``; a notebook whose experiment module is not in
-this checkout yet is skipped, naming it.
+so they run only with ``DTWIN_NOTEBOOKS=all``.
 """
 
 import ast
-import importlib.util
 import os
 from pathlib import Path
 
@@ -43,9 +41,6 @@ def test_executes_at_smoke_size(name, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
     if name.startswith("paper_"):
-        module = name[len("paper_"):-len(".ipynb")]
-        if importlib.util.find_spec(f"dtwin_jax.experiments.{module}") is None:
-            pytest.skip(f"experiments/{module}.py is not in this checkout yet")
         if os.environ.get("DTWIN_NOTEBOOKS") != "all":
             pytest.skip("paper notebooks run whole experiments (minutes); DTWIN_NOTEBOOKS=all")
     monkeypatch.setenv("DTWIN_SMOKE", "1")

@@ -295,8 +295,7 @@ class EdgeRetrainEnv(Environment):
     def _twin_mix(self, gen, weights) -> jax.Array:
         """``[U, C]``: the twin's estimate of every user's class mix (the generator's per-area
         class frequencies mixed by the user's area weights)."""
-        prior = gen.count / jnp.maximum(gen.count.sum(-1, keepdims=True), 1.0)
-        return weights @ prior
+        return weights @ learning.generator_priors(gen)
 
     def _frame(self, key, state: EdgeState, params: EdgeParams) -> tuple[EdgeState, jax.Array]:
         """Frame-start decisions of the module docstring for the users at ``state``: the new
@@ -327,14 +326,19 @@ class EdgeRetrainEnv(Environment):
         # predicted accuracy and the retraining decision
         mix = self._twin_mix(gen, weights)
         predicted = self._predict_accuracy(k_eval, state.models, gen, mix, weights, xp, yp)
-        need = (predicted < params.acc_threshold) & (self.retraining != "none")
-        models, passes, generated, real = self._retrain(
-            k_real, k_gen, k_full, state.models, gen, mix, task, weights, params)
-        models = jax.tree.map(
-            lambda new, old: jnp.where(need.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
-            models, state.models)
-        overhead += jnp.where(need, physics.upload_time(real, rate, params), 0.0)
-        overhead += physics.retrain_time(passes, generated, need, params)
+        need = predicted < params.acc_threshold
+        if self.retraining == "none":
+            need = jnp.zeros_like(need)
+            models = state.models
+        else:
+            models, passes, generated, real = self._retrain(
+                k_real, k_gen, k_full, state.models, gen, mix, task, weights, params)
+            models = jax.tree.map(
+                lambda new, old: jnp.where(need.reshape((-1,) + (1,) * (new.ndim - 1)), new,
+                                           old),
+                models, state.models)
+            overhead += jnp.where(need, physics.upload_time(real, rate, params), 0.0)
+            overhead += physics.retrain_time(passes, generated, need, params)
         state = state.replace(assoc=assoc, models=models, generator=gen, predicted_acc=predicted,
                               retrained=need)
         return state, overhead
@@ -438,7 +442,7 @@ class EdgeRetrainEnv(Environment):
         """The observation of ``state`` (module docstring)."""
         rate = self.rates(state, params)
         scale = params.delay_scale
-        local, offload_all = physics.per_sample_times(rate, jnp.ones_like(rate), params)
+        local, offload_all = physics.workload_times(rate, jnp.ones_like(rate), params)
         upload = physics.upload_time(params.samples_per_slot, rate, params)
         onehot = jax.nn.one_hot(state.assoc, self.num_bs, dtype=jnp.float32)
         load = onehot @ onehot.sum(0) / self.num_users

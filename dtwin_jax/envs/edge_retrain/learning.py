@@ -422,6 +422,12 @@ def generator_variance(gen: GeneratorState, default: float = 1.0) -> jax.Array:
     return jnp.where(dof > 0, var, default)
 
 
+def generator_priors(gen: GeneratorState) -> jax.Array:
+    """``[A, C]``: the class frequencies of the real samples seen in each area (rows of
+    zeros for areas never seen)."""
+    return gen.count / jnp.maximum(gen.count.sum(-1, keepdims=True), 1.0)
+
+
 def generator_coverage(gen: GeneratorState, area_weights: jax.Array) -> jax.Array:
     """``[C]`` bool: classes :func:`generate` can produce for ``area_weights [A]`` (seen at
     least once in an area of positive weight)."""
@@ -459,7 +465,7 @@ def generate(
     valid = pos < ends[-1]
     y = jnp.where(valid, y, 0).astype(jnp.int32)
     w = jnp.asarray(area_weights, jnp.float32)
-    prior = gen.count / jnp.maximum(gen.count.sum(-1, keepdims=True), 1.0)   # [A, C]
+    prior = generator_priors(gen)                                            # [A, C]
     post = w[:, None] * prior                                                # [A, C]
     u = _uniforms(key, (n_total, gen.mean.shape[-1] + 1))
     area = _categorical(post.T[y], u[:, 0])                                  # [n_total]

@@ -61,7 +61,7 @@ def compute_shares(weights: jax.Array, assoc: jax.Array, num_bs: int) -> jax.Arr
                      1.0 / jnp.maximum(mine_count, 1.0))
 
 
-def per_sample_times(rate: jax.Array, share: jax.Array, params) -> tuple[jax.Array, jax.Array]:
+def workload_times(rate: jax.Array, share: jax.Array, params) -> tuple[jax.Array, jax.Array]:
     """Seconds per slot's whole workload: ``local [U]`` (all ``L`` samples on the device) and
     ``offload [U]`` (all uploaded and computed at the BS with ``share``)."""
     work = params.samples_per_slot * params.infer_flops
@@ -74,14 +74,14 @@ def per_sample_times(rate: jax.Array, share: jax.Array, params) -> tuple[jax.Arr
 def inference_delay(offload_frac: jax.Array, rate: jax.Array, share: jax.Array,
                     params) -> jax.Array:
     """``[U]`` s: ``max(local, offload)`` of the module docstring for fractions ``x [U]``."""
-    local, offload = per_sample_times(rate, share, params)
+    local, offload = workload_times(rate, share, params)
     return jnp.maximum((1.0 - offload_frac) * local, offload_frac * offload)
 
 
 def balanced_fraction(rate: jax.Array, share: jax.Array, params) -> jax.Array:
     """``[U]``: the offload fraction that equalises local and offloaded time,
     ``x = local / (local + offload)`` - the delay-minimising split for fixed shares."""
-    local, offload = per_sample_times(rate, share, params)
+    local, offload = workload_times(rate, share, params)
     return local / (local + offload)
 
 

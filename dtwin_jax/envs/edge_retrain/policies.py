@@ -60,7 +60,7 @@ def optimal_shares(rate: jax.Array, assoc: jax.Array, num_bs: int, params) -> ja
     ``s_u(mu) = max(0, (l_u sqrt(k_u) mu - k_u) / (l_u + T_u))`` with one ``mu`` per BS such
     that its shares sum to 1, found by bisection (``s`` is increasing in ``mu``).
     """
-    local, offload_all = physics.per_sample_times(rate, jnp.ones_like(rate), params)
+    local, offload_all = physics.workload_times(rate, jnp.ones_like(rate), params)
     upload = physics.upload_time(params.samples_per_slot, rate, params)
     k = offload_all - upload
     onehot = jax.nn.one_hot(assoc, num_bs, dtype=jnp.float32)  # [U, M]
