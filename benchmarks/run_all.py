@@ -45,6 +45,7 @@ SUITE: dict[str, tuple[str, str, list[str]]] = {
     "generated_loop": ("bench_generated_loop.py", "results",
                        ["--twins", "2", "--users", "8", "--updates", "1", "--ddim-steps", "2",
                         "--repeats", "1"]),
+    "soak": ("soak.py", "file", ["--quick"]),
 }
 
 # Loads a benchmark script by path, points its RESULTS folder at --out when it has one and
