@@ -199,8 +199,10 @@ def _parts(
 ) -> tuple[Callable[[chex.PRNGKey], RunnerState], Callable]:
     """``(init(key) -> RunnerState, update(runner, i) -> (runner, metrics))`` of a PPO run.
 
-    Shared by :func:`make_train` and :func:`make_train_chunks`; see :func:`make_train` for the
-    arguments and the metrics.
+    Shared by :func:`make_train`, :func:`make_train_chunks` and
+    :func:`dtwin_jax.chunking.make_train_chunked`; see :func:`make_train` for the arguments and
+    the metrics. ``init`` and ``update`` take an optional ``env_params`` (a batch of the same
+    structure and ``[num_envs]`` axis) that replaces the one given here for that call.
     """
     env_params = env.default_params if env_params is None else env_params
     vec = common.make_vec_env(env, config.num_envs)
@@ -231,7 +233,7 @@ def _parts(
     )
     bar = ProgressBar(num_updates, desc=f"PPO {env.name}") if progress else None
 
-    def rollout_step(runner: RunnerState, key):
+    def rollout_step(runner: RunnerState, key, env_params):
         net_params = runner.train_state.params
 
         def policy(k, view, first, hidden):
@@ -240,7 +242,7 @@ def _parts(
             raw = pi.sample(k)
             return raw, pi.env_action(raw), {"log_prob": pi.log_prob(raw), "value": value}, hidden
 
-        collector, out = common.env_step(vec, params, policy, runner.collector, key,
+        collector, out = common.env_step(vec, env_params, policy, runner.collector, key,
                                          config.info_keys, info_agent_keys)
         return runner._replace(collector=collector), out
 
@@ -290,10 +292,12 @@ def _parts(
         train_state, aux = jax.lax.scan(minibatch_step, train_state, minibatches)
         return (train_state, key, batch), aux
 
-    def update(runner: RunnerState, i):
+    def update(runner: RunnerState, i, env_params=None):
+        env_params = params if env_params is None else env_params
         key, k_roll, k_epochs = jax.random.split(runner.key, 3)
-        runner, (traj, stats) = jax.lax.scan(rollout_step, runner,
-                                             jax.random.split(k_roll, config.num_steps))
+        runner, (traj, stats) = jax.lax.scan(
+            lambda r, k: rollout_step(r, k, env_params), runner,
+            jax.random.split(k_roll, config.num_steps))
         # value of the true next state of every step (the final observation where an episode
         # ended): one batched critic pass instead of a per-step branch
         next_values = network.apply(runner.train_state.params, traj.next_view.features,
@@ -322,9 +326,10 @@ def _parts(
         runner = runner._replace(train_state=train_state, last_return=last_return, key=key)
         return runner, metrics
 
-    def init(key: chex.PRNGKey) -> RunnerState:
+    def init(key: chex.PRNGKey, env_params=None) -> RunnerState:
         key, k_net, k_reset = jax.random.split(key, 3)
-        collector = common.init_collector(vec, k_reset, params)
+        collector = common.init_collector(vec, k_reset, params if env_params is None
+                                          else env_params)
         feats = common.agent_view(collector.obs, vec.multi).features
         train_state = TrainState.create(
             apply_fn=network.apply, params=network.init(k_net, feats), tx=tx
