@@ -1,6 +1,6 @@
 """Run every benchmark of ``benchmarks/`` (quick or full), one subprocess each, and summarise.
 
-    python benchmarks/run_all.py [--quick] [--out benchmarks/results] [--only link slicing]
+    python benchmarks/run_all.py [--quick] [--out DIR] [--only link slicing]
 
 Each script runs in its own interpreter (fresh JAX state, its own CPU pinning) through its
 ``main(argv)``, with its JSON written into ``--out`` (for scripts without an ``--out`` flag the
@@ -9,7 +9,9 @@ settings listed in :data:`SUITE` (a CI-sized smoke run, not a measurement); the 
 passes none (each script's defaults). A failing script is reported and the others still run.
 Writes ``run_all.json`` (or ``run_all_quick.json``: per script the status, seconds and JSON
 path, plus provenance with the machine and device) and prints one table. Exit status 1 if any
-script failed.
+script failed. A full run into ``benchmarks/results`` then regenerates the README's benchmark
+table and ``scaling.png`` (:mod:`report`). ``--quick`` writes to ``benchmarks/results/quick``
+unless ``--out`` says otherwise, so a smoke run never replaces a measurement.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ SUITE: dict[str, tuple[str, str, list[str]]] = {
               "--repeats", "1"]),
     "map2traj_sampling": ("bench_map2traj_sampling.py", "file",
                           ["--batch", "64", "--steps", "5", "--repeats", "1"]),
+    "memory": ("bench_memory.py", "file", ["--quick", "--envs", "association-v0"]),
     "generated_loop": ("bench_generated_loop.py", "results",
                        ["--twins", "2", "--users", "8", "--updates", "1", "--ddim-steps", "2",
                         "--repeats", "1"]),
@@ -103,13 +106,15 @@ def main(argv=None) -> dict:
     """Command line: see the module docstring. Returns the summary written."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smallest settings (a smoke run)")
-    ap.add_argument("--out", default=str(HERE / "results"), help="results folder")
+    ap.add_argument("--out", default=None,
+                    help="results folder (default benchmarks/results, with --quick "
+                         "benchmarks/results/quick, so smoke runs never replace results)")
     ap.add_argument("--only", nargs="+", choices=sorted(SUITE), default=None,
                     help="run these benchmarks only")
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds per benchmark (default: 600 quick, none full)")
     args = ap.parse_args(argv)
-    out = Path(args.out)
+    out = Path(args.out or (HERE / "results" / "quick" if args.quick else HERE / "results"))
     out.mkdir(parents=True, exist_ok=True)
     timeout_s = args.timeout or (600.0 if args.quick else None)
     names = args.only or list(SUITE)
@@ -133,6 +138,10 @@ def main(argv=None) -> dict:
     path = out / ("run_all_quick.json" if args.quick else "run_all.json")
     write_results(summary, path, config=vars(args))
     print("wrote", path)
+    if not args.quick and out.resolve() == (HERE / "results").resolve():
+        import report
+
+        report.main([])
     return summary
 
 
