@@ -129,10 +129,10 @@ def test_shard_twins_on_four_cpu_devices():
     assert "SHARDED_OK" in out.stdout, out.stderr[-3000:]
 
 
-# Data-parallel PPO: the twin axis split over 4 CPU devices (parameters replicated, gradients
-# averaged by XLA's all-reduce) must give the one-device result up to summation order. The
-# compiled program has all-reduce (gradient and loss means) and all-gather (the minibatch
-# permutation draws across twins) collectives.
+# Data-parallel PPO and VDN: the twin axis split over 4 CPU devices (parameters replicated,
+# gradients averaged by XLA's all-reduce) must give the one-device result up to summation
+# order. The compiled PPO program has all-reduce (gradient and loss means) and all-gather
+# (the minibatch permutation draws across twins) collectives.
 _DATA_PARALLEL_SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     import dtwin_jax
@@ -156,6 +156,21 @@ _DATA_PARALLEL_SCRIPT = textwrap.dedent("""
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     for name in ("reward", "value_loss", "actor_loss"):
         np.testing.assert_allclose(m4[name], m1[name], rtol=1e-5, atol=1e-6)
+    # VDN (replay buffer, GRU Q-network, target network) data-parallel the same way
+    from dtwin_jax.envs.dnt_sync import DntSyncEnv
+    from dtwin_jax.learners import vdn
+    dnt = DntSyncEnv(num_bs=2, num_users=3, num_rbs=3, action_form="factored",
+                     predictor="persistence")
+    dnt_batch = twin_params(dnt, per_twin={"eps": [0.1, 0.2, 0.3, 0.4]}, episode_length=4)
+    vcfg = vdn.VDNConfig(num_steps=4, total_timesteps=4 * 4 * 3, buffer_size=32, batch_size=4,
+                         num_epochs=1, hidden_size=8, target_update_interval=1)
+    v4, vm4, _ = train_sharded(dnt, dnt_batch, vcfg, key, make_train=vdn.make_train)
+    v1, vm1, _ = train_sharded(dnt, dnt_batch, vcfg, key, make_train=vdn.make_train,
+                               mesh=make_mesh(jax.devices()[:1]))
+    for a, b in zip(jax.tree.leaves(v4.params), jax.tree.leaves(v1.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(vm4["loss"], vm1["loss"], rtol=1e-4, atol=1e-6)
+    assert np.isfinite(vm4["loss"][-1])
     try:
         train_sharded(env, twin_params(env, [3, 4, 5]), config, key)
     except ValueError as err:

@@ -99,6 +99,25 @@ def make_vec_env(env: Environment, num_envs: int) -> LogWrapper:
     return LogWrapper(VecEnv(env, num_envs))
 
 
+def twin_batch(env: LogWrapper, env_params=None, batched: bool = False):
+    """``(params [E, ...], one twin's params)`` for the ``E`` twins of ``env``.
+
+    ``env_params``: one params struct broadcast to every twin (default: the env's), or with
+    ``batched=True`` a struct whose leaves carry the leading ``[E]`` axis (heterogeneous twins,
+    e.g. from :func:`dtwin_jax.parallel.twin_params`); ``ValueError`` otherwise.
+    """
+    inner = env.inner
+    if env_params is None:
+        env_params = inner.env.default_params
+    if not batched:
+        env_params = inner.batch_params(env_params)
+    for leaf in jax.tree.leaves(env_params):
+        if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != inner.num_envs:
+            raise ValueError(f"batched env_params leaves need a leading axis of num_envs="
+                             f"{inner.num_envs}; got a leaf of shape {jnp.shape(leaf)}")
+    return env_params, jax.tree.map(lambda x: x[0], env_params)
+
+
 def init_collector(env: LogWrapper, key: jax.Array, params, hidden=None) -> Collector:
     """Reset every twin of ``env``; all observations are episode starts."""
     obs, state = env.reset(key, params)

@@ -374,10 +374,13 @@ def make_train(
     config: DQNConfig | None = None,
     progress: bool = False,
     switchable: bool = False,
+    batched_params: bool = False,
 ) -> Callable[[chex.PRNGKey], tuple[DQNState, dict]]:
     """Build ``train(key) -> (DQNState, metrics)``: a full DQN run, jit- and vmap-able.
 
-    ``env_params``: one params struct broadcast to all twins (default ``env.default_params``).
+    ``env_params``: one params struct broadcast to all twins (default ``env.default_params``),
+    or with ``batched_params=True`` a struct whose leaves carry a leading ``[num_envs]`` axis
+    (heterogeneous twins; :func:`dtwin_jax.parallel.train_sharded` passes one so).
     ``metrics`` maps :data:`METRIC_NAMES` and ``config.info_keys`` to ``[num_updates]`` float32
     arrays: ``reward`` (mean per step), ``episode_return`` (as PPO's: mean return of the
     episodes completed in the update, carried over when none did, NaN before the first),
@@ -387,9 +390,9 @@ def make_train(
     module docstring).
     """
     config = DQNConfig() if config is None else config
-    env_params = env.default_params if env_params is None else env_params
-    agent = make_agent(env, env_params, config, progress, switchable)
-    params = agent.batch_params(env_params)
+    vec = common.make_vec_env(env, config.num_envs)
+    params, one_params = common.twin_batch(vec, env_params, batched_params)
+    agent = make_agent(env, one_params, config, progress, switchable)
 
     def train(key: chex.PRNGKey, flags=None) -> tuple[DQNState, dict]:
         runner = agent.init(key, params, flags=flags)

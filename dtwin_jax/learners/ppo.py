@@ -204,19 +204,8 @@ def _parts(
     the metrics. ``init`` and ``update`` take an optional ``env_params`` (a batch of the same
     structure and ``[num_envs]`` axis) that replaces the one given here for that call.
     """
-    env_params = env.default_params if env_params is None else env_params
     vec = common.make_vec_env(env, config.num_envs)
-    if batched_params:
-        for leaf in jax.tree.leaves(env_params):
-            if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != config.num_envs:
-                raise ValueError(
-                    f"batched env_params leaves need a leading axis of num_envs="
-                    f"{config.num_envs}; got a leaf of shape {jnp.shape(leaf)}"
-                )
-        params = env_params
-    else:
-        params = vec.inner.batch_params(env_params)
-    one_params = jax.tree.map(lambda x: x[0], params)
+    params, one_params = common.twin_batch(vec, env_params, batched_params)
     spec = action_spec(config, env, one_params)
     network = _network(config, env, one_params)
     info_agent_keys = common.check_info_keys(vec, params, config.info_keys)

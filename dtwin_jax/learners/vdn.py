@@ -331,10 +331,13 @@ def make_train(
     env_params=None,
     config: VDNConfig | None = None,
     progress: bool = False,
+    batched_params: bool = False,
 ) -> Callable[[chex.PRNGKey], tuple[TrainState, dict]]:
     """Build ``train(key) -> (TrainState, metrics)``: a full VDN or IQL run, jit/vmap-able.
 
-    ``env_params``: one params struct for all twins (default ``env.default_params``).
+    ``env_params``: one params struct for all twins (default ``env.default_params``), or with
+    ``batched_params=True`` a struct whose leaves carry a leading ``[num_envs]`` axis
+    (heterogeneous twins; :func:`dtwin_jax.parallel.train_sharded` passes one so).
     ``metrics`` maps :data:`METRIC_NAMES` and ``config.info_keys`` to ``[num_updates]``
     float32: ``reward`` (mean reward the learner trains on: team reward per twin-step for VDN,
     local reward per live agent-step for IQL), ``episode_return`` (mean return of the episodes
@@ -346,12 +349,11 @@ def make_train(
     shows a tqdm bar over updates.
     """
     config = VDNConfig() if config is None else config
-    env_params = env.default_params if env_params is None else env_params
     vdn = config.mixer == "vdn"
-    fac = action_factors(env, env_params)
-    network = make_network(config, env, env_params)
     vec = common.make_vec_env(env, config.num_envs)
-    params = vec.inner.batch_params(env_params)
+    params, one_params = common.twin_batch(vec, env_params, batched_params)
+    fac = action_factors(env, one_params)
+    network = make_network(config, env, one_params)
     info_agent_keys = common.check_info_keys(vec, params, config.info_keys)
     twin_keys = ("team_reward",) if vdn else ()
     if vdn:
