@@ -45,14 +45,17 @@ from dtwin_jax.parallel import num_twins, rollout
 class MemoryFootprint:
     """Bytes of a program as a function of the number of twins K: ``fixed + per_twin * K``.
 
-    ``sizes`` are the two twin counts compiled and ``totals`` their measured bytes (arguments +
-    outputs + temporaries - aliased, from XLA's buffer assignment).
+    ``sizes`` are the twin counts compiled and ``totals`` their measured bytes (arguments +
+    outputs + temporaries - aliased, from XLA's buffer assignment); the line goes through the
+    two largest, and ``linearity_error`` is the largest relative error of the line at the other
+    sizes (0 with two sizes).
     """
 
     per_twin_bytes: float
     fixed_bytes: float
-    sizes: tuple[int, int]
-    totals: tuple[int, int]
+    sizes: tuple[int, ...]
+    totals: tuple[int, ...]
+    linearity_error: float = 0.0
 
     def bytes_for(self, twins: int) -> float:
         """Bytes of the program with ``twins`` twins (the fitted line)."""
@@ -69,7 +72,8 @@ class MemoryFootprint:
     def to_dict(self) -> dict:
         """JSON-ready fields."""
         return {"per_twin_bytes": self.per_twin_bytes, "fixed_bytes": self.fixed_bytes,
-                "sizes": list(self.sizes), "totals": list(self.totals)}
+                "sizes": list(self.sizes), "totals": list(self.totals),
+                "linearity_error": self.linearity_error}
 
 
 def program_bytes(compiled) -> int:
@@ -83,22 +87,25 @@ def program_bytes(compiled) -> int:
 
 def measure_footprint(build: Callable[[int], tuple[Callable, tuple]],
                       sizes: Sequence[int] = (16, 64)) -> MemoryFootprint:
-    """Fit ``fixed + per_twin * K`` to the compiled bytes of ``build(K)`` at two sizes.
+    """Fit ``fixed + per_twin * K`` to the compiled bytes of ``build(K)``, through the two
+    largest of ``sizes`` (two or more increasing twin counts; the others check the line).
 
     ``build(K) -> (jitted_fn, args)``: a ``jax.jit``-wrapped function and its arguments (arrays
     or ``jax.ShapeDtypeStruct``; nothing is run, only compiled).
     """
     sizes = _checks.check_int_tuple("sizes", sizes, lo=1)
-    if len(sizes) != 2 or sizes[0] >= sizes[1]:
-        raise ValueError(f"sizes must be two increasing twin counts; got {sizes}")
+    if len(sizes) < 2 or any(a >= b for a, b in zip(sizes, sizes[1:], strict=False)):
+        raise ValueError(f"sizes must be two or more increasing twin counts; got {sizes}")
     totals = []
     for k in sizes:
         fn, args = build(k)
         totals.append(program_bytes(fn.lower(*args).compile()))
-    slope = (totals[1] - totals[0]) / (sizes[1] - sizes[0])
-    return MemoryFootprint(per_twin_bytes=float(slope),
-                           fixed_bytes=float(totals[0] - slope * sizes[0]),
-                           sizes=tuple(sizes), totals=tuple(totals))
+    slope = (totals[-1] - totals[-2]) / (sizes[-1] - sizes[-2])
+    fixed = totals[-1] - slope * sizes[-1]
+    error = max([abs(fixed + slope * k - t) / t for k, t in zip(sizes[:-2], totals, strict=False)],
+                default=0.0)
+    return MemoryFootprint(per_twin_bytes=float(slope), fixed_bytes=float(fixed),
+                           sizes=tuple(sizes), totals=tuple(totals), linearity_error=float(error))
 
 
 def _abstract(tree: Any) -> Any:
