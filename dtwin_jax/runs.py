@@ -318,6 +318,8 @@ class Checkpoints:
         return sorted(self.manager.all_steps())
 
     def save(self, step: int, runner, meta: dict) -> None:
+        """Write ``runner``'s leaves (typed keys as raw data) and ``meta`` plus step, layout and
+        SHA-256 digest as checkpoint ``step``; returns once it is on disk."""
         arrays, is_key, impls = _leaves_for_saving(runner)
         meta = {**meta, "step": step, "layout": _layout(arrays), "is_key": is_key,
                 "key_impls": impls, "digest": _digest(arrays)}

@@ -123,6 +123,7 @@ class Environment(ParamsMixin):
 
     @property
     def name(self) -> str:
+        """Display name of the env (default: the class name)."""
         return type(self).__name__
 
     @abstractmethod

@@ -49,6 +49,7 @@ class Discrete:
 
     @property
     def mask_shape(self) -> tuple[int, ...]:
+        """Shape of a legal-action mask: ``(*shape, n)`` (bool, one entry per value)."""
         return (*self.shape, self.n)
 
     def sample(self, key: jax.Array, mask: jax.Array | None = None) -> jax.Array:
@@ -88,14 +89,17 @@ class MultiDiscrete:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """Action shape ``(F,)``: one int per factor."""
         return (len(self.nvec),)
 
     @property
     def n_max(self) -> int:
+        """Largest factor size ``max(nvec)``: the width of the mask's last axis."""
         return max(self.nvec)
 
     @property
     def mask_shape(self) -> tuple[int, ...]:
+        """Shape of a legal-action mask: ``(F, n_max)`` bool."""
         return (len(self.nvec), self.n_max)
 
     def valid_values(self) -> np.ndarray:
@@ -153,6 +157,7 @@ class Box:
         return jnp.where(finite, uni, normal)
 
     def contains(self, x: jax.Array, mask: None = None) -> jax.Array:
+        """Scalar bool: ``x`` has ``shape``, is finite and within ``[low, high]`` (no mask)."""
         del mask
         x = jnp.asarray(x)
         if x.shape != self.shape:
@@ -174,6 +179,7 @@ class Simplex:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """Action shape ``(n,)``: one share per entry."""
         return (self.n,)
 
     mask_shape = None
@@ -185,6 +191,7 @@ class Simplex:
         return e / jnp.sum(e)
 
     def contains(self, x: jax.Array, mask: None = None) -> jax.Array:
+        """Scalar bool: ``x [n]`` is finite, ``>= 0`` and sums to 1 within ``atol`` (no mask)."""
         del mask
         x = jnp.asarray(x)
         if x.shape != self.shape:

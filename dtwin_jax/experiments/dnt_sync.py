@@ -149,11 +149,15 @@ OUTPUT_STEMS = {"full": "dnt_sync", "validation": "dnt_sync_validation",
 
 # ------------------------------------------------------------------------------ building
 def make_env(config: DntSyncConfig, num_users: int, num_rbs: int) -> DntSyncEnv:
+    """The ``dnt-sync-v0`` env with ``config.num_bs`` BSs, ``num_users`` users, ``num_rbs``
+    resource blocks and ``config.action_form``."""
     return DntSyncEnv(num_bs=config.num_bs, num_users=num_users, num_rbs=num_rbs,
                       action_form=config.action_form)
 
 
 def env_params(config: DntSyncConfig, env: DntSyncEnv, eps):
+    """``env``'s default params with objective weight ``eps`` (float32 in [0, 1]) and episodes
+    of ``config.episode_length`` slots."""
     return env.default_params.replace(eps=jnp.float32(eps),
                                       episode_length=jnp.int32(config.episode_length))
 
@@ -281,6 +285,8 @@ def evaluate_baselines(config, env, eps_values) -> dict:
 
 # ------------------------------------------------------------------------------ stages
 def stage_validation(config) -> dict:
+    """VDN and IQL per rate of ``lr_candidates`` on the validation seeds: ``{"seeds", "by_lr":
+    {mixer: {lr: objective t-record}}, "chosen": {mixer: best lr}}``."""
     env = make_env(config, config.num_users, config.num_rbs)
     seeds = [config.validation_seed + s for s in range(config.num_validation_seeds)]
     out = {"seeds": seeds, "by_lr": {}, "chosen": {}}
@@ -297,6 +303,8 @@ def stage_validation(config) -> dict:
 
 
 def stage_convergence(config) -> dict:
+    """VDN vs IQL over ``num_seeds`` seeds at ``eps``: learning curves, greedy evaluation
+    (objective, twin error m^2, mean rate, ...), paired VDN - IQL, baselines, VDN's trace."""
     env = make_env(config, config.num_users, config.num_rbs)
     seeds = [config.seed + s for s in range(config.num_seeds)]
     res, evals = {}, {}
@@ -343,12 +351,16 @@ def _sweep(config, env, eps_values) -> dict:
 
 
 def stage_eps_sweep(config) -> dict:
+    """VDN and the baselines at each eps of ``sweep_eps`` with ``sweep_rbs`` RBs: objective,
+    twin error (m^2), mean rate and updates, one entry per eps."""
     env = make_env(config, config.num_users, config.sweep_rbs)
     return {"eps": list(config.sweep_eps), "num_rbs": config.sweep_rbs,
             **_sweep(config, env, config.sweep_eps)}
 
 
 def stage_users(config) -> dict:
+    """VDN and the baselines at ``users_eps`` for each user count of ``sweep_users`` (one
+    ``by_users`` entry each)."""
     out = {"users": list(config.sweep_users), "eps": config.users_eps, "by_users": []}
     for u in config.sweep_users:
         env = make_env(config, u, config.num_rbs)
@@ -358,6 +370,8 @@ def stage_users(config) -> dict:
 
 
 def stage_predictor(config) -> dict:
+    """The packaged GRU predictor's errors (m^2) and its one-step predictions ``[U, T - K, 2]``
+    (m) beside the true walks ``[U, T, 2]`` (m) of ``predictor_users`` users."""
     predict = gru_predictor.load_predictor()
     pcfg = predict.config
     key = jax.random.PRNGKey(55_555 + config.seed)
@@ -449,6 +463,8 @@ def plot_results(results: dict, path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """CLI: run the ``--preset`` (default ``full``), writing ``<stem>.json`` and ``.png`` to
+    ``--out`` after every stage; ``--seed`` overrides the first reported seed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
     parser.add_argument("--out", default="benchmarks/results")

@@ -732,6 +732,8 @@ def run_demo(out_dir: str = "runs/demo", seed: int = 0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """CLI: run the ``--preset`` (``validation`` picks rates) and write ``<stem>.json``/``.png``
+    to ``--out``; ``--arms`` trains a share of the arms, ``--merge`` joins shares."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
     parser.add_argument("--out", default="benchmarks/results")

@@ -146,6 +146,7 @@ class Map2TrajExperimentConfig:
         check_int("seed", self.seed, lo=0)
 
     def to_dict(self) -> dict:
+        """JSON-ready fields (``untrained_model`` as its own ``to_dict``)."""
         d = dataclasses.asdict(self)
         return {**d, "untrained_model": self.untrained_model.to_dict()}
 

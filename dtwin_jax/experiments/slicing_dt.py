@@ -127,6 +127,8 @@ class SlicingDTConfig:
 
     # ------------------------------------------------------------ derived learner configs
     def real_config(self) -> dqn.DQNConfig:
+        """Agent 1 in the real env: the slicing DQN preset (one env) for ``real_steps``
+        interactions, all kept in the buffer, reporting ``utility``."""
         return dqn.slicing_preset(
             total_timesteps=self.real_steps, buffer_size=self.real_steps,
             hidden_sizes=self.hidden_sizes, lr=self.lr, gamma=self.gamma,
@@ -135,6 +137,8 @@ class SlicingDTConfig:
             eps_end=self.eps_end, info_keys=("utility",))
 
     def twin_config(self) -> dqn.DQNConfig:
+        """Agent 2 in the twins: ``num_cycles * twin_updates`` updates on ``twin_envs`` twins,
+        epsilon from ``twin_eps_start``, a buffer of at most 20 000 transitions."""
         total = self.num_cycles * self.twin_updates * self.twin_envs
         return dqn.slicing_preset(
             num_envs=self.twin_envs, total_timesteps=total, buffer_size=min(total, 20_000),
@@ -144,10 +148,14 @@ class SlicingDTConfig:
             eps_end=self.eps_end, eps_decay_frac=0.5)
 
     def loop(self) -> wm.TwinLoopConfig:
+        """The twin loop: ``num_cycles`` cycles of ``real_steps // num_cycles`` real updates and
+        ``twin_updates`` twin updates."""
         return wm.TwinLoopConfig(self.num_cycles, self.real_steps // self.num_cycles,
                                  self.twin_updates)
 
     def model_config(self) -> wm.WorldModelConfig:
+        """The learned twin's sizes and fit schedule (``lstm_size``, ``reward_hidden``,
+        ``fit_steps``, ``seq_len``)."""
         return wm.WorldModelConfig(lstm_size=self.lstm_size, reward_hidden=self.reward_hidden,
                                    fit_steps=self.fit_steps, seq_len=self.seq_len)
 
@@ -521,6 +529,8 @@ def figures(results: dict, out_prefix: str) -> list[str]:
 
 
 def main(argv=None) -> dict:
+    """CLI: run the ``--preset`` (default ``small``), write the JSON (``--out``) and figures;
+    returns the results dict written."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small")
     parser.add_argument("--out", default=None,

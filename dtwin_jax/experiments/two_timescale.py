@@ -355,6 +355,8 @@ def figures(results: dict, out_prefix: str) -> list[str]:
 
 
 def main(argv=None) -> dict:
+    """CLI: run the ``--preset`` (default ``demo``; ``--seeds`` overrides ``num_seeds``), write
+    the JSON (``--out``) and figures; returns the results."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", choices=sorted(PRESETS), default="demo")
     ap.add_argument("--seeds", type=int, default=None, help="override num_seeds")

@@ -40,6 +40,7 @@ class FlatBufferState:
 
     @property
     def capacity(self) -> int:
+        """Number of slots: the leading axis of every ``data`` leaf."""
         return jax.tree.leaves(self.data)[0].shape[0]
 
 
@@ -93,6 +94,7 @@ class SeqBufferState:
 
     @property
     def capacity(self) -> int:
+        """Time slots per row: axis 1 of every ``data`` leaf ``[num_rows, capacity, ...]``."""
         return jax.tree.leaves(self.data)[0].shape[1]
 
 

@@ -127,10 +127,12 @@ class DQNConfig:
 
     @property
     def steps_per_update(self) -> int:
+        """Twin steps collected per update: ``num_envs * num_steps``."""
         return self.num_envs * self.num_steps
 
     @property
     def num_updates(self) -> int:
+        """Updates in a run: ``total_timesteps // steps_per_update`` (remainder dropped)."""
         return self.total_timesteps // self.steps_per_update
 
 

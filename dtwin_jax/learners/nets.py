@@ -154,6 +154,7 @@ class ActionSpec:
 
     @property
     def discrete(self) -> bool:
+        """Whether actions are integers (kind ``"discrete"`` or ``"multi_discrete"``)."""
         return self.kind in ("discrete", "multi_discrete")
 
 
@@ -327,13 +328,19 @@ class ActionDistribution:
         self._sample = sample
 
     def sample(self, key: jax.Array) -> jax.Array:
+        """A raw action: int32 ``[...]`` / ``[..., F]`` (discrete / multi-discrete), float32
+        ``[..., d]`` (box, before squash or clip) or ``[..., n]`` (simplex)."""
         return self.dist.sample(seed=key) if self._sample is None else self._sample(key)
 
     def log_prob(self, raw: jax.Array) -> jax.Array:
+        """``[...]`` float32 log-probability (nats) of raw actions, summed over components; a
+        squashed box's is the density of the env action (tanh change of variables)."""
         lp = self.dist.log_prob(raw)
         return lp if self._log_det is None else lp - self._log_det(raw)
 
     def entropy(self) -> jax.Array:
+        """``[...]`` float32 entropy (nats), summed over components; a squashed box's is the
+        Gaussian's, before the squash."""
         return self.dist.entropy()
 
     def mode(self) -> jax.Array:
@@ -341,6 +348,8 @@ class ActionDistribution:
         return self._mode()
 
     def env_action(self, raw: jax.Array) -> jax.Array:
+        """The action given to the env: a box's raw ``[..., d]`` tanh-squashed (or clipped) to
+        its bounds and reshaped to ``[..., *shape]``; other kinds unchanged."""
         return raw if self._to_env is None else self._to_env(raw)
 
 

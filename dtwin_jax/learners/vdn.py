@@ -142,6 +142,7 @@ class VDNConfig:
 
     @property
     def num_updates(self) -> int:
+        """Updates in a run: ``total_timesteps // (num_envs * num_steps)`` (remainder dropped)."""
         return self.total_timesteps // (self.num_envs * self.num_steps)
 
     @property

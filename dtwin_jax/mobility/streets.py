@@ -57,10 +57,12 @@ class StreetGraph:
 
     @property
     def num_nodes(self) -> int:
+        """``N``: node rows of ``nodes [N, 2]`` (padding included)."""
         return self.nodes.shape[-2]
 
     @property
     def num_edges(self) -> int:
+        """``E``: edge rows of ``edges [E, 2]`` (padding included)."""
         return self.edges.shape[-2]
 
     @property
@@ -203,10 +205,12 @@ class StreetVehiclesParams:
 
     @property
     def area_min(self) -> jax.Array:
+        """``[2]`` float32, metres: lower-left corner of the graph's map area."""
         return self.graph.area_min
 
     @property
     def area_max(self) -> jax.Array:
+        """``[2]`` float32, metres: upper-right corner of the graph's map area."""
         return self.graph.area_max
 
 

@@ -102,11 +102,13 @@ class PredictorConfig:
         _checks.check_int("seed", self.seed, lo=0, hi=2**32 - 1)
 
     def to_dict(self) -> dict:
+        """JSON-ready fields (tuples as lists)."""
         return {k: list(v) if isinstance(v, tuple) else v
                 for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> PredictorConfig:
+        """Inverse of :meth:`to_dict` (``area_min``/``area_max`` back to tuples)."""
         d = dict(d)
         for k in ("area_min", "area_max"):
             d[k] = tuple(d[k])

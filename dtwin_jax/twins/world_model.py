@@ -109,6 +109,8 @@ class LSTMDynamics(nn.Module):
         self.out = nn.Dense(self.obs_dim, kernel_init=orthogonal(1.0))
 
     def step(self, carry, x):
+        """One LSTM step: ``carry (c, h)`` each ``[..., H]``, ``x [..., D + F]`` (observation +
+        action encoding) -> ``(carry, s_hat [..., D])``, the predicted next observation."""
         carry, h = self.cell(carry, x)
         return carry, self.out(h)
 
@@ -124,6 +126,7 @@ class LSTMDynamics(nn.Module):
             self, carry, (xs, resets))
 
     def zero_carry(self, batch_shape) -> tuple[jax.Array, jax.Array]:
+        """A fresh LSTM state ``(c, h)``, each ``[*batch_shape, lstm_size]`` float32 zeros."""
         z = jnp.zeros((*batch_shape, self.lstm_size), jnp.float32)
         return z, z
 
@@ -206,6 +209,7 @@ class LearnedTwinEnv(Environment):
 
     @property
     def feature_dim(self) -> int:
+        """``F``: width of the action encodings ``action_features [n, F]``."""
         return self._action_features.shape[1]
 
     def init_weights(self, key) -> dict:
@@ -342,6 +346,7 @@ class TwinLoopConfig:
 
     @property
     def real_total(self) -> int:
+        """Agent 1's real updates in all: ``num_cycles * real_updates``."""
         return self.num_cycles * self.real_updates
 
 

@@ -184,6 +184,8 @@ def convert(path: str, size_m: float, center: tuple[float, float] | None, tol_m:
 
 
 def main() -> None:
+    """CLI: the drivable streets of ``PBF`` in a ``--size`` m square around ``--center`` (lon,
+    lat in degrees; default the mean drivable node) -> ``OUT.npz``, written atomically."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pbf")
     ap.add_argument("out")

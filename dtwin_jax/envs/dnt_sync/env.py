@@ -209,6 +209,7 @@ class DntSyncEnv(MultiAgentEnv):
     # ------------------------------------------------------------------ spaces
     @property
     def feature_dim(self) -> int:
+        """Width of one BS's observation: ``5U + 2 + M`` (layout in the module docstring)."""
         return 5 * self.num_users + 2 + self.num_bs
 
     def observation_space(self, params=None) -> Box:

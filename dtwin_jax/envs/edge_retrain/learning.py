@@ -115,14 +115,17 @@ class TaskParams:
 
     @property
     def num_classes(self) -> int:
+        """``C``: number of classes (from ``class_means [C, D]``)."""
         return self.class_means.shape[-2]
 
     @property
     def dim(self) -> int:
+        """``D``: feature dimension (from ``class_means [C, D]``)."""
         return self.class_means.shape[-1]
 
     @property
     def num_areas(self) -> int:
+        """``A``: number of areas (from ``area_priors [A, C]``)."""
         return self.area_priors.shape[-2]
 
 

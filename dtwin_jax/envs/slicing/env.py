@@ -140,6 +140,7 @@ class SlicingEnv(Environment):
 
     @property
     def num_actions(self) -> int:
+        """``K``: number of bandwidth splits (rows of ``splits [K, 3]``), the actions."""
         return len(self.splits)
 
     # ------------------------------------------------------------------ params

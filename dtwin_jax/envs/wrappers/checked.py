@@ -64,6 +64,7 @@ class CheckedEnv(Environment):
 
     @property
     def name(self) -> str:
+        """``"Checked(<wrapped env's name>)"``."""
         return f"Checked({self.env.name})"
 
     @property

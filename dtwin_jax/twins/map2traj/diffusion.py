@@ -46,14 +46,17 @@ class DiffusionConfig:
 
     @property
     def model(self) -> TrajUNet:
+        """The (unbound) denoising network :class:`TrajUNet` of ``unet``."""
         return TrajUNet(self.unet)
 
     def to_dict(self) -> dict:
+        """JSON-ready fields (``unet`` as :meth:`UNetConfig.to_dict`)."""
         d = {k: v for k, v in vars(self).items() if k != "unet"}
         return {**d, "unet": self.unet.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> DiffusionConfig:
+        """Inverse of :meth:`to_dict`."""
         return cls(**{**d, "unet": UNetConfig.from_dict(d["unet"])})
 
 
@@ -76,6 +79,7 @@ def linear_schedule(timesteps: int, beta_start: float, beta_end: float) -> Sched
 
 
 def schedule_of(config: DiffusionConfig) -> Schedule:
+    """``config``'s linear noise schedule: arrays ``[timesteps]`` float32."""
     return linear_schedule(config.timesteps, config.beta_start, config.beta_end)
 
 

@@ -80,11 +80,13 @@ class TrainConfig:
         check_int("resolution", self.resolution, 8)
 
     def to_dict(self) -> dict:
+        """JSON-ready fields (``model`` as :meth:`DiffusionConfig.to_dict`)."""
         d = {k: v for k, v in vars(self).items() if k != "model"}
         return {**d, "model": self.model.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        """Inverse of :meth:`to_dict`."""
         return cls(**{**d, "model": DiffusionConfig.from_dict(d["model"])})
 
 

@@ -62,10 +62,12 @@ class UNetConfig:
             )
 
     def to_dict(self) -> dict:
+        """JSON-ready fields (tuples as lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> UNetConfig:
+        """Inverse of :meth:`to_dict` (lists back to tuples)."""
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
