@@ -216,7 +216,9 @@ class AssociationEnv(MultiAgentEnv):
         arr("fc_ghz", params.fc_ghz, (), 0.5, 100.0)
         arr("bandwidth_hz", params.bandwidth_hz, (), 0.0, 1e10, lo_open=True)
         arr("noise_figure_db", params.noise_figure_db, (), 0.0, 30.0)
-        arr("ue_height_m", params.ue_height_m, (), 1.0, 22.5)
+        # 38.901's UMa/UMi range: below 1.5 m the breakpoint d'_BP = 4 h'_BS h'_UT f_c / c and
+        # h_BS - h_UT can vanish together (both heights 1 m: a 270 dB pathloss, zero rates)
+        arr("ue_height_m", params.ue_height_m, (), 1.5, 22.5)
         arr("num_users", params.num_users, (), 1, self.max_users, integer=True)
         arr("density_amp", params.density_amp, (), 0.0, 1.0)
         arr("density_period", params.density_period, (), 0.0, 1e9, lo_open=True)

@@ -24,7 +24,7 @@ class AssociationParams:
     fc_ghz             []          float32  carrier (GHz), [0.5, 100]
     bandwidth_hz       []          float32  bandwidth per BS (Hz), (0, 1e10]
     noise_figure_db    []          float32  UE noise figure (dB), [0, 30]
-    ue_height_m        []          float32  UE height (m), [1, 22.5]
+    ue_height_m        []          float32  UE height (m), [1.5, 22.5] (38.901)
     num_users          []          int32    mean active users (the density profile's
                                             centre), [1, max_users]
     density_amp        []          float32  relative amplitude of the daily-style profile

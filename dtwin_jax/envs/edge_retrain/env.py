@@ -186,7 +186,9 @@ class EdgeRetrainEnv(Environment):
             gen_flops=f32(3e8),
             frame_length=jnp.int32(10),
             acc_threshold=f32(0.85),
-            max_users_per_bs=jnp.int32(-(-self.num_users // self.num_bs) + 1),
+            # one spare seat per BS, at most every user (1 BS or 1 user: U, not U + 1)
+            max_users_per_bs=jnp.int32(min(-(-self.num_users // self.num_bs) + 1,
+                                           self.num_users)),
             handover_delay=f32(0.02),
             lr=f32(0.1),
             forget=f32(0.8),
