@@ -242,6 +242,8 @@ class AssociationEnv(MultiAgentEnv):
     # ------------------------------------------------------------------ spaces
     @property
     def feature_dim(self) -> int:
+        """Width of one user's observation: ``3N`` (``"paper"``) or ``4N`` (``"rich"``), N =
+        ``num_candidates`` (layout in the module docstring)."""
         return (4 if self.observation == "rich" else 3) * self.num_candidates
 
     def observation_space(self, params=None) -> Box:

@@ -243,6 +243,7 @@ class EdgeRetrainEnv(Environment):
     # ------------------------------------------------------------------ spaces
     @property
     def obs_dim(self) -> int:
+        """Length of the flat observation: ``U * (5 + M) + 2`` (layout in the module docstring)."""
         return self.num_users * (USER_FEATURES + self.num_bs) + 2
 
     def observation_space(self, params=None) -> Box:
