@@ -131,7 +131,10 @@ def memory(d: dict) -> str:
                      f"{r['ppo_update']['per_twin_bytes'] / 1e6:.2f} MB; in 139 GiB "
                      f"{r['step']['max_twins_h200']:,} stepping / "
                      f"{r['ppo_update']['max_twins_h200']:,} training")
-    return "per twin, " + "; ".join(parts)
+    a, b = d["sizes"][-2:]
+    return (f"per twin (slope of the compiled bytes from {a} to {b} twins; PPO: "
+            f"{d['ppo']['num_steps']}-step rollouts; twin counts in an H200's 139 GiB "
+            "projected from these lines, not run): " + "; ".join(parts))
 
 
 def soak(d: dict) -> str:
