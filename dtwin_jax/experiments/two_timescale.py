@@ -68,6 +68,10 @@ class TwoTimescaleConfig:
 
     PPO: ``num_envs`` twins x ``num_steps`` slots per update, ``num_updates`` updates.
     Evaluation: ``eval_episodes`` episodes of ``episode_length`` slots per seed.
+    ``arms`` (names of :data:`ARMS`, with ``proposed``) and ``slot_baselines`` (of
+    :data:`SLOT_BASELINES`): the ones evaluated, all by default; each retraining mode and slot
+    policy is one more compiled rollout, so a subset makes a quick run (the notebook's smoke
+    size).
     """
 
     num_users: int = 10
@@ -87,6 +91,8 @@ class TwoTimescaleConfig:
     eval_episodes: int = 5
     shift_slot: int = 55
     full_steps: int = 200
+    arms: tuple[str, ...] = tuple(ARMS)
+    slot_baselines: tuple[str, ...] = SLOT_BASELINES
 
     def __post_init__(self):
         for s in self.stages:
@@ -104,7 +110,15 @@ class TwoTimescaleConfig:
         check_int("eval_episodes", self.eval_episodes, lo=1)
         check_int("shift_slot", self.shift_slot, lo=0, hi=self.episode_length - 1)
         check_int("full_steps", self.full_steps, lo=1)
+        for a in self.arms:
+            check_choice("arms entry", a, tuple(ARMS))
+        if "proposed" not in self.arms:
+            raise ValueError("arms must include 'proposed' (the reference of the comparisons)")
+        for b in self.slot_baselines:
+            check_choice("slot_baselines entry", b, SLOT_BASELINES)
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        object.__setattr__(self, "arms", tuple(self.arms))
+        object.__setattr__(self, "slot_baselines", tuple(self.slot_baselines))
 
 
 PRESETS = {
@@ -263,7 +277,7 @@ def run(config: TwoTimescaleConfig, log=print) -> dict:
         log(f"trained PPO ({config.num_seeds} seeds, {time.time() - t0:.0f} s): delay "
             f"{curve[:, 0].mean():.2f} -> {curve[:, -1].mean():.2f} ms")
     if "evaluate" in config.stages:
-        slot_names = (("ppo",) if nets is not None else ()) + SLOT_BASELINES
+        slot_names = (("ppo",) if nets is not None else ()) + config.slot_baselines
         per_seed = {}
         for name in slot_names:
             roll = evaluate(config, "proposed", name, eval_seeds, nets if name == "ppo" else None,
@@ -271,13 +285,13 @@ def run(config: TwoTimescaleConfig, log=print) -> dict:
             out["slot_policies"][name] = _summary(roll, config.episode_length)
             per_seed[name] = roll["delay"].mean(1)
             log(f"slot policy {name}: {roll['delay'].mean():.2f} ms")
-        pairs = [("ppo", b) for b in SLOT_BASELINES if "ppo" in per_seed]
+        pairs = [("ppo", b) for b in config.slot_baselines if "ppo" in per_seed]
         pairs += [("balanced", "equal_split"), ("optimal", "balanced")]
         out["slot_comparison"] = {f"{a}_vs_{b}": paired(per_seed[a], per_seed[b])
-                                  for a, b in pairs}
+                                  for a, b in pairs if a in per_seed and b in per_seed}
         for policy in (("ppo",) if nets is not None else ()) + ("optimal",):
             arms = {}
-            for arm in ARMS:
+            for arm in config.arms:
                 roll = evaluate(config, arm, policy, eval_seeds,
                                 nets if policy == "ppo" else None, lr)
                 arms[arm] = (_summary(roll, config.episode_length), roll)
@@ -295,7 +309,7 @@ def run(config: TwoTimescaleConfig, log=print) -> dict:
     if "shift" in config.stages:
         policy = "ppo" if nets is not None else "optimal"
         out["shift"] = {"policy": policy, "shift_slot": config.shift_slot, "accuracy": {}}
-        for arm in ARMS:
+        for arm in config.arms:
             roll = evaluate(config, arm, policy, eval_seeds, nets if policy == "ppo" else None,
                             lr, shift_slot=config.shift_slot)
             first = roll["accuracy"][:, :config.episode_length]  # the episode of the shift

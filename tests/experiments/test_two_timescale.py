@@ -20,6 +20,12 @@ def test_config_rejects_bad_fields_by_name():
         tt.TwoTimescaleConfig(num_seeds=1)
     with pytest.raises(ValueError, match="shift_slot"):
         tt.TwoTimescaleConfig(shift_slot=100, episode_length=100)
+    with pytest.raises(ValueError, match="arms entry"):
+        tt.TwoTimescaleConfig(arms=("proposed", "nope"))
+    with pytest.raises(ValueError, match="proposed"):
+        tt.TwoTimescaleConfig(arms=("single_timescale",))
+    with pytest.raises(ValueError, match="slot_baselines entry"):
+        tt.TwoTimescaleConfig(slot_baselines=("nope",))
 
 
 def test_paired_is_the_t_interval_of_the_differences():
