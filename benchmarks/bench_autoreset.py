@@ -122,7 +122,8 @@ def state_bytes(num_bs: int, num_macro: int, users: int, area_m: float) -> int:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    ap.add_argument("--quick", action="store_true",
+                    help="small sizes, default deployment only (a smoke run)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=RESULTS, help="results folder")
     args = ap.parse_args(argv)
@@ -131,6 +132,8 @@ def main(argv=None) -> dict:
     scale = 16 if args.quick else 1
     pattern_cfgs = [dict(name=f"mobile-env size, {int(a)} m", num_bs=13, num_macro=0, users=30,
                          area_m=a, episode=100, twins=1024 // scale) for a in (300.0, 2000.0)]
+    if args.quick:  # a smoke run: compiles dominate, so the default-deployment pair only
+        pattern_cfgs = []
     scale_cfgs = [dict(name=f"default deployment, {int(a)} m", num_bs=22, num_macro=4, users=60,
                        area_m=a, episode=50, twins=128 // scale) for a in (300.0, 2000.0)]
     steps = 50 if args.quick else 200
