@@ -13,7 +13,6 @@ Every argument is checked before any work starts: a bad one prints one line to s
 from __future__ import annotations
 
 import argparse
-import ast
 import datetime
 import importlib.util
 import json
@@ -195,23 +194,15 @@ def _benchmarks_dir() -> Path:
 
 
 def _check_bench_args(args: argparse.Namespace) -> str | None:
-    if not _benchmarks_dir().is_dir():
-        return (f"no benchmarks/ folder next to the package ({_benchmarks_dir()}); the "
+    if not (_benchmarks_dir() / "run_all.py").is_file():
+        return (f"no benchmarks/run_all.py next to the package ({_benchmarks_dir()}); the "
                 "benchmarks come with a source checkout")
     return None
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    folder = _benchmarks_dir()
-    run_all = folder / "run_all.py"
-    if run_all.is_file():
-        return subprocess.call([sys.executable, str(run_all), *(["--quick"] if args.quick
-                                                                  else [])])
-    print(f"{folder} has no run_all.py yet; run a benchmark with python benchmarks/<script>:")
-    for script in sorted(folder.glob("bench_*.py")):
-        doc = ast.get_docstring(ast.parse(script.read_text())) or ""
-        print(f"  {script.name:32s} {doc.strip().splitlines()[0] if doc.strip() else ''}")
-    return 0
+    run_all = _benchmarks_dir() / "run_all.py"
+    return subprocess.call([sys.executable, str(run_all), *(["--quick"] if args.quick else [])])
 
 
 def _check_sample_args(args: argparse.Namespace) -> str | None:

@@ -172,18 +172,13 @@ def test_bad_map_file_is_one_line(tmp_path, capsys, no_work):
     _bad(["sample-trajectories", "--map", str(bad), "--n", "2"], capsys, "not a readable")
 
 
-def test_bench_lists_scripts_or_calls_run_all(tmp_path, monkeypatch, capsys):
-    (tmp_path / "bench_x.py").write_text('"""Measures x."""\n')
+def test_bench_calls_run_all(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "_benchmarks_dir", lambda: tmp_path)
-    assert main(["bench"]) == 0
-    out = capsys.readouterr().out
-    assert "bench_x.py" in out and "Measures x." in out
+    _bad(["bench"], capsys, "no benchmarks/run_all.py")
     (tmp_path / "run_all.py").write_text("import sys\nsys.exit(0 if sys.argv[1:] == "
                                          "['--quick'] else 3)\n")
     assert main(["bench", "--quick"]) == 0
     assert main(["bench"]) == 3
-    monkeypatch.setattr(cli, "_benchmarks_dir", lambda: tmp_path / "missing")
-    _bad(["bench"], capsys, "no benchmarks/ folder")
 
 
 def test_train_interrupt_resume_eval_end_to_end(tmp_path, probe_env, monkeypatch, capsys):
