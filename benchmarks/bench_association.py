@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pee
 import mobile_env_peer  # noqa: E402
 
 from dtwin_jax.envs.association import AssociationEnv, max_sinr_policy  # noqa: E402
-from dtwin_jax.parallel import rollout, twin_params  # noqa: E402
+from dtwin_jax.parallel import SUMMARY_INFO_KEYS, rollout, twin_params  # noqa: E402
 from dtwin_jax.reporting import machine_info, write_results  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -107,8 +107,8 @@ def ppo_throughput(num_twins: int = 16, num_updates: int = 40) -> dict:
     _, metrics = compiled(key)
     jax.block_until_ready(metrics)
     train_s = time.perf_counter() - t0
-    base = summarize(jax.jit(lambda k: rollout(env, max_sinr_policy(env), batch, k, steps * 4))(
-        jax.random.PRNGKey(1)))
+    base = summarize(jax.jit(lambda k: rollout(env, max_sinr_policy(env), batch, k, steps * 4,
+                                               SUMMARY_INFO_KEYS))(jax.random.PRNGKey(1)))
     curve = np.asarray(metrics["cell_edge"])
     beat = np.nonzero(curve > base["cell_edge_step"])[0]
     per_update = train_s / num_updates

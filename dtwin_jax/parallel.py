@@ -157,10 +157,14 @@ def summarize_rollout(traj: dict, keys: Sequence[str]) -> dict:
     return out
 
 
+#: the ``info_keys`` a :func:`rollout` of the association twin needs for :func:`summarize`
+SUMMARY_INFO_KEYS = ("throughput", "cell_edge", "jain", "sum_log_utility", "handovers")
+
+
 def summarize(traj: dict) -> dict:
     """Pooled metrics of a :func:`rollout` of the association twin (NumPy, outside jit).
 
-    Needs ``info_keys=("throughput", "cell_edge", "jain", "sum_log_utility", "handovers")``.
+    Needs ``info_keys=SUMMARY_INFO_KEYS``.
     ``cell_edge`` / ``median`` / ``mean_throughput``: 5th / 50th percentile and mean of all
     (user, step) throughputs of active users (bit/s); ``cell_edge_step``: mean over steps and
     twins of the per-step 5th percentile; ``jain``: mean per-step Jain index;
