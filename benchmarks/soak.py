@@ -53,7 +53,7 @@ from dtwin_jax.envs.registry import registered_envs
 from dtwin_jax.envs.spaces import MultiDiscrete
 from dtwin_jax.envs.testing import obs_action_mask, random_action
 from dtwin_jax.envs.wrappers import VecEnv
-from dtwin_jax.reporting import machine_info, write_results
+from dtwin_jax.reporting import machine_info, provenance, write_results
 
 # env id -> (twins K, steps per chunk S), picked on the 2-core CPU so that 10^6 twin-steps
 # take minutes where the env allows it. Measured there at load ~8 (twin-steps/s): dnt-sync-v0
@@ -333,6 +333,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "soak.json"))
     args = ap.parse_args(argv)
+    started = provenance(vars(args))  # the code as it was when the run (hours) started
     env_ids = args.envs or registered_envs()
     steps = args.steps or (QUICK_STEPS if args.quick else 1_000_000)
     max_seconds = args.max_seconds or (QUICK_MAX_SECONDS if args.quick else MAX_SECONDS)
@@ -365,8 +366,9 @@ def main(argv=None) -> dict:
         "incomplete": [env_id for env_id, r in rows.items() if not r["complete"]],
         "passed": all(r["passed"] for r in rows.values()),
         "machine": machine_info(),
+        "provenance": started,
     }
-    write_results(result, args.out, config=vars(args))
+    write_results(result, args.out)
     print("wrote", args.out)
     if not result["passed"]:
         raise SystemExit(1)  # also through run_all.py, which ignores main's return value
