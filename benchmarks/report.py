@@ -139,10 +139,11 @@ def memory(d: dict) -> str:
 
 def soak(d: dict) -> str:
     parts = []
-    for r in d["rows"]:
+    for env, r in d["envs"].items():
         ok = "pass" if r["passed"] else "**fail**"
-        parts.append(f"`{r['env']}` {r['steps']:.2g} steps, {r['nonfinite']} non-finite, RSS "
-                     f"{r['rss_start_mb']:.0f} -> {r['rss_end_mb']:.0f} MB, "
+        short = "" if r["complete"] else f" (of {r['steps_wanted']:.2g} wanted, time budget)"
+        parts.append(f"`{env}` {r['steps_run']:.2g} twin-steps{short}, {r['nonfinite']} "
+                     f"non-finite, RSS {r['rss_start_mb']:.0f} -> {r['rss_end_mb']:.0f} MB, "
                      f"{'deterministic' if r['deterministic'] else 'NOT deterministic'}: {ok}")
     return "; ".join(parts)
 
