@@ -234,13 +234,10 @@ def make_train_chunked(env, params_batch: Any, config, chunk_size: int):
     init, update = _parts(env, chunk_params(0), config, batched_params=True, progress=False)
 
     def train(key):
+        runner = init(key)  # the network and optimiser (and, with one chunk, its twins)
         if chunks == 1:
-            runner = init(key)
             collectors = jax.tree.map(lambda x: x[None], runner.collector)
-        else:
-            # the network and optimiser from init (chunk 0), every chunk's twins reset with
-            # their own key
-            runner = init(key)
+        else:  # every chunk's twins reset with their own key
             reset_keys = jax.random.split(jax.random.fold_in(key, 1), chunks)
             collectors = jax.vmap(lambda kk, p: init(kk, p).collector)(reset_keys, split)
 
