@@ -1,5 +1,5 @@
 """``edge-retrain-v0`` env steps per second vs number of twins, against the NumPy + SciPy
-reference, in one run.
+reference in two forms (one twin at a time, and batched over twins), in one run.
 
 Both sides run the env's default twin (3 BSs, 10 users, ``retraining="incremental"``,
 association by LP relaxation + rounding) under the ``balanced`` policy (equal compute shares,
@@ -17,7 +17,15 @@ accuracy), so both sides do the same mix of work:
 * ``numpy`` - ``tests/envs/edge_numpy_reference.py``: float64 NumPy, ``scipy.optimize.linprog``
   (HiGHS) + the same rounding for the association, hand-written MLP backprop; one twin at a
   time in a Python loop. Its rate does not depend on B, so it is measured on ``--ref-twins``
-  twins x ``--ref-steps`` steps, before and after the JAX rows (the mean is quoted).
+  twins x ``--ref-steps`` steps, before and after the JAX rows (the mean is quoted);
+* ``numpy batched`` - ``benchmarks/peers/edge_numpy_batched.py``: the same reference batched
+  over all B twins (float64; every array op on the stacked users of all twins, the retraining
+  of every user that needs it in one set of gradient steps; a loop over twins only for the
+  association: ``linprog`` + the reference's rounding). Timed at every twin count on
+  ``--batched-steps`` steps from slot 0 (best of ``min(--repeats, 2)``); its twins start from
+  the models and generators of 3 reference resets, repeated, each with its users placed
+  afresh. Before timing, 3 twins are stepped batched and one at a time through the reference
+  on the same draws (an auto-reset included) and must agree.
 
 Compile time (``lower().compile()`` with XLA's default options, per twin count) is reported
 apart from run time; run time is the best of ``--repeats`` runs from the same initial state
@@ -28,7 +36,8 @@ the JAX side) and the other slots. The reference retrains only the users that ne
 CPU may be shared: the load averages before and after are written into the JSON.
 
 Usage: ``python benchmarks/bench_edge.py [--quick]``; writes ``benchmarks/results/
-bench_edge.json`` (``--out``).
+bench_edge.json`` (``--out``). The recorded run gives each side one thread:
+``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false OPENBLAS_NUM_THREADS=1``.
 """
 
 from __future__ import annotations
@@ -43,8 +52,10 @@ import jax
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "envs"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import edge_numpy_reference as ref  # noqa: E402
+from peers import edge_numpy_batched  # noqa: E402
 
 from dtwin_jax.envs.edge_retrain import EdgeRetrainEnv  # noqa: E402
 from dtwin_jax.envs.edge_retrain.policies import balanced  # noqa: E402
@@ -54,6 +65,7 @@ from dtwin_jax.reporting import machine_info, write_results  # noqa: E402
 TWINS = (1, 16, 64, 256, 1024)
 QUICK_TWINS = (1, 16)
 TARGET_TWINS, TARGET_RATIO = 256, 20.0
+TARGET_BATCHED_RATIO = 2.0
 
 
 def _best_median(fn, repeats: int) -> tuple[float, float]:
@@ -160,6 +172,24 @@ def bench_reference(env, num_twins: int, steps: int) -> dict:
             **_split(times, int(env.default_params.frame_length))}
 
 
+def reference_states(env, num_twins: int) -> list[dict]:
+    """States of ``num_twins`` reference twins just reset (seeds 0, 1, ...)."""
+    states = []
+    for i in range(num_twins):
+        sim = ref.ReferenceEnv.from_env(env)
+        sim.reset(seed=i)
+        states.append(sim.state)
+    return states
+
+
+def bench_batched(env, states, num_twins: int, steps: int, repeats: int) -> dict:
+    """The batched NumPy peer on ``num_twins`` twins, best of ``repeats`` runs."""
+    runs = [edge_numpy_batched.measure(env, states, num_twins, steps, seed=i)
+            for i in range(repeats)]
+    best = max(runs, key=lambda r: r["steps_per_s"])
+    return {"steps_per_s": best["steps_per_s"], "run_s": best["seconds"], "steps": steps}
+
+
 def _load() -> list[float] | None:
     return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
@@ -175,6 +205,8 @@ def main(argv=None) -> dict:
                     help="largest twin count for the plain vmap variant (default: all)")
     ap.add_argument("--ref-twins", type=int, default=None, help="twins of the reference run")
     ap.add_argument("--ref-steps", type=int, default=None, help="steps per reference twin")
+    ap.add_argument("--batched-steps", type=int, default=None,
+                    help="steps of the batched peer per twin count (default 20, 10 quick)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_edge.json"))
     args = ap.parse_args(argv)
@@ -182,11 +214,17 @@ def main(argv=None) -> dict:
     steps = args.steps or (20 if args.quick else 100)
     ref_twins = args.ref_twins or (1 if args.quick else 3)
     ref_steps = args.ref_steps or (20 if args.quick else 100)
+    batched_steps = args.batched_steps or (10 if args.quick else 20)
     vmap_max = args.vmap_max_twins or max(twins)
     env = EdgeRetrainEnv()
     frame = int(env.default_params.frame_length)
-    if steps % frame or ref_steps % frame:
-        raise SystemExit(f"--steps and --ref-steps must be multiples of the frame ({frame})")
+    if steps % frame or ref_steps % frame or batched_steps % frame:
+        raise SystemExit(f"--steps, --ref-steps and --batched-steps must be multiples of the "
+                         f"frame ({frame})")
+    edge_numpy_batched.check_against_reference(env)
+    print("batched NumPy peer agrees with the one-twin reference (3 twins, 13 steps)",
+          flush=True)
+    start_states = reference_states(env, 3)
 
     load_before = _load()
     before = bench_reference(env, ref_twins, ref_steps)
@@ -199,30 +237,37 @@ def main(argv=None) -> dict:
         if n <= vmap_max:
             row["vmap"] = bench_vmap(env, carry, steps, args.repeats)
         del carry
+        row["numpy_batched"] = bench_batched(env, start_states, n, batched_steps,
+                                             min(args.repeats, 2))
         rows.append(row)
         vm = row.get("vmap", {}).get("steps_per_s", float("nan"))
         print(f"twins {n}: scan {row['scan']['steps_per_s']:.0f} steps/s "
-              f"(compile {row['scan']['compile_s']:.1f} s), vmap {vm:.0f} steps/s", flush=True)
+              f"(compile {row['scan']['compile_s']:.1f} s), vmap {vm:.0f} steps/s, batched "
+              f"numpy {row['numpy_batched']['steps_per_s']:.0f} steps/s", flush=True)
     after = bench_reference(env, ref_twins, ref_steps)
     reference = (before["steps_per_s"] + after["steps_per_s"]) / 2
     load_after = _load()
     print(f"numpy+scipy reference (after): {after['steps_per_s']:.0f} steps/s; ratios use the "
           f"mean, {reference:.0f} steps/s")
 
-    print(f"{'twins':>6} {'scan st/s':>10} {'x numpy':>8} {'compile s':>10} {'run s':>8} "
-          f"{'vmap st/s':>10} {'x numpy':>8} {'compile s':>10} {'reset s':>8}")
+    print(f"{'twins':>6} {'scan st/s':>10} {'x numpy':>8} {'x batch':>8} {'compile s':>10} "
+          f"{'run s':>8} {'vmap st/s':>10} {'x numpy':>8} {'x batch':>8} {'compile s':>10} "
+          f"{'batched':>8} {'reset s':>8}")
     for row in rows:
-        sc, vm = row["scan"], row.get("vmap")
+        sc, vm, nb = row["scan"], row.get("vmap"), row["numpy_batched"]
         sc["speedup_vs_numpy"] = sc["steps_per_s"] / reference
+        sc["speedup_vs_numpy_batched"] = sc["steps_per_s"] / nb["steps_per_s"]
         line = (f"{row['twins']:>6} {sc['steps_per_s']:>10.0f} {sc['speedup_vs_numpy']:>8.2f} "
+                f"{sc['speedup_vs_numpy_batched']:>8.2f} "
                 f"{sc['compile_s']:>10.1f} {sc['run_s']:>8.2f} ")
         if vm is not None:
             vm["speedup_vs_numpy"] = vm["steps_per_s"] / reference
+            vm["speedup_vs_numpy_batched"] = vm["steps_per_s"] / nb["steps_per_s"]
             line += (f"{vm['steps_per_s']:>10.0f} {vm['speedup_vs_numpy']:>8.2f} "
-                     f"{vm['compile_s']:>10.1f} ")
+                     f"{vm['speedup_vs_numpy_batched']:>8.2f} {vm['compile_s']:>10.1f} ")
         else:
-            line += f"{'-':>10} {'-':>8} {'-':>10} "
-        print(line + f"{sc['reset_s']:>8.2f}")
+            line += f"{'-':>10} {'-':>8} {'-':>8} {'-':>10} "
+        print(line + f"{nb['steps_per_s']:>8.0f} {sc['reset_s']:>8.2f}")
     print(f"{'numpy':>6} {reference:>10.0f} {1.0:>8.2f} (one twin at a time, "
           f"{before['twin_steps']} + {after['twin_steps']} steps; reset "
           f"{(before['reset_s_per_twin'] + after['reset_s_per_twin']) / 2:.2f} s/twin)")
@@ -240,6 +285,9 @@ def main(argv=None) -> dict:
         ratio = target["scan"]["speedup_vs_numpy"]
         print(f"target: >= {TARGET_RATIO:g}x the reference at {TARGET_TWINS} twins (scan): "
               f"{ratio:.2f}x, {'met' if ratio >= TARGET_RATIO else 'NOT met'}")
+        ratio = target["scan"]["speedup_vs_numpy_batched"]
+        print(f"target: >= {TARGET_BATCHED_RATIO:g}x the batched peer at {TARGET_TWINS} twins "
+              f"(scan): {ratio:.2f}x, {'met' if ratio >= TARGET_BATCHED_RATIO else 'NOT met'}")
 
     result = {
         "benchmark": "bench_edge",
@@ -250,12 +298,24 @@ def main(argv=None) -> dict:
         "reference": {"steps_per_s": reference, "before": before, "after": after,
                       "implementation": "tests/envs/edge_numpy_reference.py (float64 NumPy, "
                                         "scipy.optimize.linprog HiGHS + rounding)"},
+        "peers": {
+            "numpy": {"form": "one twin at a time (Python loop over twins)", "dtype": "float64",
+                      "implementation": "tests/envs/edge_numpy_reference.py"},
+            "numpy_batched": {"form": "batched over twins (loop over twins for the association "
+                                      "LP + rounding only)", "dtype": "float64",
+                              "steps": batched_steps,
+                              "implementation": "benchmarks/peers/edge_numpy_batched.py"},
+        },
         "rows": rows,
         "target": {"twins": TARGET_TWINS, "ratio": TARGET_RATIO,
                    "measured": None if target is None else target["scan"]["speedup_vs_numpy"]},
+        "target_batched": {
+            "twins": TARGET_TWINS, "ratio": TARGET_BATCHED_RATIO,
+            "measured": None if target is None else target["scan"]["speedup_vs_numpy_batched"]},
         "load_avg_before": load_before,
         "load_avg_after": load_after,
-        "machine": machine_info(scipy=__import__("scipy").__version__),
+        "machine": machine_info(scipy=__import__("scipy").__version__,
+                                openblas_num_threads=os.environ.get("OPENBLAS_NUM_THREADS")),
     }
     write_results(result, args.out, config=vars(args))
     return result

@@ -226,6 +226,9 @@ class Replay:
     def random(self, size):
         return self._next(size)
 
+    def standard_normal(self, size):
+        return self._next(size)
+
 
 def check_against_reference(params, num_rbs: int, history_len: int, predictor,
                             num_twins: int = 3, num_steps: int = 3, seed: int = 0) -> None:
