@@ -88,6 +88,7 @@ def twin(st: dict, i: int) -> dict:
 
 # --------------------------------------------------------------------------------- physics
 def _log10(x):
+    """``log10`` guarded below at 1e-30."""
     return np.log10(np.maximum(x, TINY))
 
 

@@ -178,6 +178,7 @@ class BatchedEnv:
         return features(state["pos"], state["stale"], state["last"], state["since"], self.p)
 
     def step(self, rng, state: dict, action):
+        """One slot of every twin under flat actions ``[B, M]`` (class docstring)."""
         u, m, n = self.num_users, self.num_bs, self.num_rbs
         num_twins = state["pos"].shape[0]
         e = rng.exponential(size=(num_twins, u + 1, m, n))

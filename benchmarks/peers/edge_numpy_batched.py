@@ -62,6 +62,7 @@ class TwinStreams:
         self.rngs = rngs
 
     def on(self, rows):
+        """A generator-like for draws whose first axis is ``rows`` (the twin of each row)."""
         return _Rows(self.rngs, np.asarray(rows))
 
     def ragged(self, rows, lengths, n: int, dim: int):
@@ -171,6 +172,7 @@ class BatchedEnv:
 
     @property
     def num_twins(self) -> int:
+        """B."""
         return len(self.rows) // self.num_users
 
     def load(self, states: list[dict]) -> np.ndarray:
@@ -230,6 +232,8 @@ class BatchedEnv:
         return np.concatenate([ref.associate(c, np.ones_like(c), capacity) for c in cost])
 
     def _predict_accuracy(self, stream, models, gen, mix, weights, xp, yp) -> np.ndarray:
+        """``[B U]`` accuracy of every user's model on its probes ``xp [B U, P, D]`` plus
+        ``eval_samples`` twin samples in the KL-optimal mix of ``mix [B U, C]``."""
         one, rows = self.one, self.rows
         counts = ref.kl_mix(np.zeros_like(mix), mix, one.eval_samples)
         xg, yg, valid = generate(stream, gen, rows, weights, counts, self.num_bs,
