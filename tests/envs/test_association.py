@@ -226,11 +226,13 @@ def test_validation(env):
 
 
 def test_masked_quantile_matches_numpy():
+    """Both paths: selection rounds (q = 0.05) and the sort (q = 0.5, 0.95); with ties."""
     rng = np.random.default_rng(0)
-    for n in (1, 2, 7, 30):
-        x = rng.exponential(size=40).astype(np.float32)
-        mask = np.zeros(40, bool)
-        mask[rng.choice(40, n, replace=False)] = True
+    for size, n in ((40, 1), (40, 2), (40, 7), (40, 30), (256, 3), (256, 200), (256, 256)):
+        x = rng.exponential(size=size).astype(np.float32)
+        x[: size // 4] = np.round(x[: size // 4])  # ties
+        mask = np.zeros(size, bool)
+        mask[rng.choice(size, n, replace=False)] = True
         for q in (0.05, 0.5, 0.95):
             got = float(masked_quantile(jnp.asarray(x), jnp.asarray(mask), q))
             np.testing.assert_allclose(got, np.quantile(x[mask], q), rtol=1e-5)
