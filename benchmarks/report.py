@@ -121,6 +121,32 @@ def association(d: dict) -> str:
             f"cell edge after {ppo['seconds_to_beat_max_sinr']:.1f} s")
 
 
+def _rate(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
+
+
+def learners(d: dict) -> str:
+    """Per learner: its headline rate at the default batch (the first measured if none is the
+    default) and at the largest one measured, and the default program's compile time."""
+    parts = []
+    for name in dict.fromkeys(r["learner"] for r in d["rows"]):
+        rows = [r for r in d["rows"] if r["learner"] == name]
+        first = next((r for r in rows if r["default"]), rows[0])
+        big = max(rows, key=lambda r: r["batch"])
+        online = first["metric"] == "env_steps_per_s"
+        b = first["batch"]
+        size = f"{b} twin{'s' * (b != 1)}" if online else f"minibatch {b}"
+        text = (f"{name} {_rate(first[first['metric']])} "
+                f"{'env steps/s' if online else 'Adam steps/s'} at {size}"
+                f"{' (default)' if first['default'] else ''}")
+        if big is not first:
+            text += f", {_rate(big[big['metric']])} at {big['batch']}"
+        parts.append(f"{text}, compile {first['compile_s']:.0f} s")
+    repeats = d.get("provenance", {}).get("config", {}).get("repeats")
+    best = f"best of {repeats} calls" if repeats else "best call"
+    return "; ".join(parts) + f" ({best} of the whole compiled training program)"
+
+
 def memory(d: dict) -> str:
     parts = []
     for r in d["rows"]:
@@ -169,6 +195,10 @@ ROWS: list[tuple[str, str, Callable[[dict], str]]] = [
      "benchmarks/bench_map2traj_sampling.py`)", map2traj_sampling),
     ("bench_generated_loop.json", "PPO on `association-v0` with trajectories sampled inside the "
      "jitted loop vs playback (`python benchmarks/bench_generated_loop.py`)", generated_loop),
+    ("bench_learners.json", "end-to-end training throughput per learner, collect + learn: "
+     "PPO on `association-v0`, VDN/IQL on `dnt-sync-v0`, the DQN family on `slicing-v0`, "
+     "offline CQL and distillation on slicing-shaped data, one XLA thread (`python "
+     "benchmarks/bench_learners.py`)", learners),
     ("bench_memory.json", "measured memory per twin, XLA buffer assignment of the compiled "
      "programs (`python benchmarks/bench_memory.py`)", memory),
     ("soak.json", "soak: random policies in one process (`python benchmarks/soak.py`)", soak),

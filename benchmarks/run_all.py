@@ -49,6 +49,7 @@ SUITE: dict[str, tuple[str, str, list[str]]] = {
                        ["--twins", "2", "--users", "8", "--updates", "1", "--ddim-steps", "2",
                         "--repeats", "1"]),
     "soak": ("soak.py", "file", ["--quick"]),
+    "learners": ("bench_learners.py", "file", ["--quick", "--repeats", "1"]),
 }
 
 # Loads a benchmark script by path, points its RESULTS folder at --out when it has one and
