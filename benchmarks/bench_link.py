@@ -7,7 +7,9 @@ drawn once with NumPy and shared, so the three implementations do identical math
 
 * ours  - ``dtwin_jax.radio`` functions, ``jax.jit(jax.vmap(twin))``;
 * numpy - the same math vectorised over the batch (``peers/numpy_link.py``);
-* numba - one fused parallel loop (``peers/numba_link.py``), skipped if numba is missing.
+* numba - one fused parallel loop (``peers/numba_link.py``, ``prange`` over twins on every
+  core), skipped if numba is missing; ``numba_1thread`` - the same loop on one thread, as
+  XLA runs ours here (its fused loops use one thread on CPU).
 
 A "link evaluation" is one (user, BS, RB) SINR value; rate = N * U * B * R / time.
 Both the best and the median of interleaved calls are reported: on a shared, loaded
@@ -92,6 +94,16 @@ def run_numba(x):
     return numba_link.link_sinr(**x, p=PARAMS)
 
 
+def run_numba_1thread(x):
+    """The numba loop on one thread (ours runs its fused loops on one thread)."""
+    threads = numba_link.numba.get_num_threads()
+    numba_link.numba.set_num_threads(1)
+    try:
+        return numba_link.link_sinr(**x, p=PARAMS)
+    finally:
+        numba_link.numba.set_num_threads(threads)
+
+
 def prepare(name: str, x: dict) -> dict:
     """Inputs where each implementation keeps them: device arrays for JAX (as in a twin,
     whose state lives on the device), host arrays for the peers. Not timed."""
@@ -119,6 +131,7 @@ def main(argv=None) -> dict:
     impls = {"ours": run_ours, "numpy": run_numpy}
     if numba_link.available():
         impls["numba"] = run_numba
+        impls["numba_1thread"] = run_numba_1thread
     else:
         print("numba not installed: skipping the fused-loop column")
 
@@ -143,9 +156,9 @@ def main(argv=None) -> dict:
             for name in impls:
                 row[f"{name}_{stat}_s"] = t[name]
                 row[f"{name}_{stat}_links_per_s"] = links / t[name]
-            row[f"ours_over_numpy_{stat}"] = t["numpy"] / t["ours"]
-            if "numba" in t:
-                row[f"ours_over_numba_{stat}"] = t["numba"] / t["ours"]
+            for name in impls:
+                if name != "ours":
+                    row[f"ours_over_{name}_{stat}"] = t[name] / t["ours"]
         rows.append(row)
 
     peers = [k for k in impls if k != "ours"]
