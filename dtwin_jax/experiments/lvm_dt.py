@@ -149,7 +149,7 @@ class LvmDtConfig:
 
 PRESETS = {
     # every twin mobility; lr, num_twins and bias_db as the validation preset chose them
-    # (lvm_dt_validation.json: other map, other seeds); ~15 minutes on an idle 2-core CPU
+    # (lvm_dt_validation.json: other map, other seeds); 9 minutes on an idle 2-core CPU
     "full": LvmDtConfig(live_samples=160_000, eval_twins=6, eval_steps=48, map2traj_trajs=48),
     # other map, other training and evaluation seeds: where settings are chosen
     "validation": LvmDtConfig(real_map="pyrosm_test", seed=100, eval_seed=20_000, num_seeds=2,
