@@ -164,7 +164,7 @@ def tile_shadowing_at(tile: ShadowingTile, pos) -> jax.Array:
     )(i[:, 1], i[:, 0])  # [N, 2, 2, B]
     weights = jnp.stack([(1.0 - ty) * (1.0 - tx), (1.0 - ty) * tx, ty * (1.0 - tx), ty * tx],
                         axis=-1)  # [N, 4], corner order of the window
-    # (an element-wise lerp instead of this einsum runs ~1.3x faster on CPU, but changes the
+    # (an element-wise lerp instead of this einsum runs faster on CPU, but changes the
     # float rounding and with it every committed experiment's exact numbers)
     out = jnp.einsum("nkb,nk->nb", window.reshape(-1, 4, num_bs), weights,
                      precision=jax.lax.Precision.HIGHEST)
