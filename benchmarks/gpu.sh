@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Full benchmark suite on a GPU machine, results in benchmarks/results/gpu_<device kind>/.
+# Benchmarks on a GPU machine, results in benchmarks/results/gpu_<device kind>/.
 #
 #   bash benchmarks/gpu.sh [run_all.py options, e.g. --quick or --only link association]
+#   bash benchmarks/gpu.sh --scale-only [bench_gpu.py options, e.g. --max-seconds 300]
+#
+# First bench_gpu.py (links/s and every env's twin-steps/s and device memory up to what the
+# device holds: the absolute numbers), then the whole suite (run_all.py, every script with its
+# CPU peers) unless --scale-only.
 #
 # Uses the active Python environment (run from the repository root, or set PYTHON). If JAX
 # sees no GPU, installs jax[cuda12] into that environment with pip (network needed; set
@@ -30,4 +35,10 @@ fi
 out="benchmarks/results/gpu_$(echo "$kind" | tr -c 'A-Za-z0-9._\n-' '_')"
 echo "device: $kind -> $out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
-JAX_PLATFORMS=cuda exec "$PYTHON" benchmarks/run_all.py --out "$out" "$@"
+export JAX_PLATFORMS=cuda
+if [ "${1:-}" = --scale-only ]; then
+  shift
+  exec "$PYTHON" benchmarks/bench_gpu.py --out "$out/bench_gpu.json" "$@"
+fi
+"$PYTHON" benchmarks/bench_gpu.py --out "$out/bench_gpu.json"
+exec "$PYTHON" benchmarks/run_all.py --out "$out" "$@"

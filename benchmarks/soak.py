@@ -161,7 +161,8 @@ def make_chunk(env: Environment, num_twins: int, chunk_steps: int):
     """``(init, chunk)``, both jitted, for ``num_twins`` default twins of ``env``.
 
     ``init(key) -> carry``: ``carry = (key, obs, state)`` with the twins reset (leading
-    ``[K]`` axis on obs and state). ``chunk(carry) -> (carry, stats)``: ``chunk_steps``
+    ``[K]`` axis on obs and state). ``chunk(carry) -> (carry, stats)`` (the carry passed in
+    is donated: its buffers hold the result, so only one copy is resident): ``chunk_steps``
     steps of every twin under random legal actions; ``stats`` holds int32 ``nonfinite``,
     float32 ``reward_sum``, int32 ``episodes`` and uint32 ``checksum`` (scalars, see the
     module docstring).
@@ -197,7 +198,7 @@ def make_chunk(env: Environment, num_twins: int, chunk_steps: int):
                  "checksum": checksum(carry)}
         return carry, stats
 
-    return jax.jit(init), jax.jit(chunk)
+    return jax.jit(init), jax.jit(chunk, donate_argnums=0)
 
 
 def _fingerprint(stats: dict) -> tuple[int, int, int, int]:

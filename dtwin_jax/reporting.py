@@ -78,7 +78,10 @@ def git_state(repo_dir: str | os.PathLike | None = None) -> dict:
     commit = _git(root, "rev-parse", "HEAD") if top else None
     status = _git(root, "status", "--porcelain") if commit else None
     if top is None or Path(top).resolve() != root or commit is None or status is None:
-        return {"commit": UNKNOWN, "dirty": UNKNOWN}
+        named = os.environ.get("DTWIN_GIT_COMMIT")
+        dirty = {"0": False, "1": True}.get(os.environ.get("DTWIN_GIT_DIRTY", ""), UNKNOWN)
+        return {"commit": named, "dirty": dirty} if named else {"commit": UNKNOWN,
+                                                                 "dirty": UNKNOWN}
     return {"commit": commit, "dirty": bool(status)}
 
 

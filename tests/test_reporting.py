@@ -84,6 +84,15 @@ def test_outside_a_checkout_is_unknown(tmp_path, repo):
     assert git_state(sub) == {"commit": "unknown", "dirty": "unknown"}
 
 
+def test_copy_without_git_takes_the_named_commit(tmp_path, monkeypatch):
+    plain = tmp_path / "copy"
+    plain.mkdir()
+    monkeypatch.setenv("DTWIN_GIT_COMMIT", "a" * 40)
+    assert git_state(plain) == {"commit": "a" * 40, "dirty": "unknown"}
+    monkeypatch.setenv("DTWIN_GIT_DIRTY", "0")
+    assert git_state(plain) == {"commit": "a" * 40, "dirty": False}
+
+
 def test_without_git_is_unknown(repo, monkeypatch):
     monkeypatch.setenv("PATH", "")
     assert git_state(repo) == {"commit": "unknown", "dirty": "unknown"}
