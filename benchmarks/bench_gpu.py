@@ -4,15 +4,20 @@ at twin counts up to what the device holds, in one process. Absolute numbers, no
 
     python benchmarks/bench_gpu.py [--quick] [--max-seconds 420] [--envs ...] [--out PATH]
 
-* ``link``: bench_link's per-(user, BS, RB) SINR kernel (32 users, 8 BSs, 16 RBs per twin),
-  ``jax.jit(jax.vmap(...))``, at growing batches. The inputs of the smallest batch are
-  bench_link's (NumPy-drawn) and the result is checked against its NumPy peer; larger
-  batches tile them on the device (same math, same work per link). Links/s from the best and
-  the median of ``--repeats`` calls.
+* ``link``: two kernels, ``jax.jit(jax.vmap(...))`` at growing batches of twins:
+  ``rb_sinr``, bench_link's per-(user, BS, RB) SINR (32 users, 8 BSs, 16 RBs per twin; a
+  link is one (u, b, r) value: fading, RB allocation and per-RB interference on top of the
+  (u, b) budget), and ``user_bs``, the full-load SINR of every user towards every BS at the
+  association paper's size (128 users, 22 BSs; a link is one (u, b) value: distance, UMa
+  pathloss with its LOS state, shadowing, received power, interference of the other 21 BSs,
+  the ratio; about 50 flops). The inputs of the smallest batch are bench_link's (NumPy-drawn)
+  and the result is checked against the NumPy peer (``peers/numpy_link.py``); larger batches
+  tile them on the device (same math, same work per link). Links/s from the best and the
+  median of ``--repeats`` calls.
 * ``envs``: association-v0 at the paper's size (22 BSs, 128 users) first, then every
   registered env at its default sizes: soak.py's chunk (``VecEnv`` with auto-reset, uniformly
   random legal actions, a ``lax.scan`` of S steps, carry donated) at 1, 256, 4096, 65536,
-  262144 and 1048576 twins (a compile each: about 10-20 s). Per count: compile seconds, best
+  131072, 262144 and 1048576 twins (a compile each: about 10-20 s). Per count: compile seconds, best
   and median chunk time (twin-steps/s and agent-steps/s), device bytes in use with the twins
   resident (measured: ``bytes_in_use`` after the reset minus before), XLA's temporaries of
   the chunk, the device's ``peak_bytes_in_use`` so far and the non-finite values seen. An env
@@ -42,16 +47,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_link  # noqa: E402
 import soak  # noqa: E402
+from peers import numpy_link  # noqa: E402
 
 from dtwin_jax import make  # noqa: E402
 from dtwin_jax.envs.registry import registered_envs  # noqa: E402
 from dtwin_jax.reporting import machine_info, write_results  # noqa: E402
 
 LINK_BATCHES = (1024, 16384, 131072, 524288)
-TWINS = (1, 256, 4096, 65536, 262144, 1048576)
+TWINS = (1, 256, 4096, 65536, 131072, 262144, 1048576)
 #: env id -> scan steps per chunk (slicing-v0 simulates 2000 packet slots inside one step)
 CHUNK_STEPS = {"association-v0": 10, "dnt-sync-v0": 20, "edge-retrain-v0": 20, "slicing-v0": 2}
 PAPER_ASSOCIATION = {"num_bs": 22, "max_users": 128}
+#: link kernel -> (one twin's JAX function, its NumPy peer, (U, B, R), input names)
+KERNELS = {
+    "rb_sinr": (bench_link.twin_sinr, numpy_link.link_sinr, (bench_link.U, bench_link.B,
+                bench_link.R), ("ue_xy", "bs_xy", "is_los", "shadow_n", "fading", "alloc")),
+    "user_bs": (bench_link.twin_full_load_sinr, numpy_link.full_load_sinr,
+                (PAPER_ASSOCIATION["max_users"], PAPER_ASSOCIATION["num_bs"], 1),
+                ("ue_xy", "bs_xy", "is_los", "shadow_n")),
+}
 
 
 def memory_stats() -> dict:
@@ -74,33 +88,37 @@ def _timed_calls(fn, arg, repeats: int) -> list[float]:
     return times
 
 
-def link_section(batches, repeats: int) -> list[dict]:
-    """Rows of link evaluations/s (see the module docstring)."""
-    base = bench_link.make_inputs(batches[0], seed=0)
-    expect = bench_link.run_numpy(base)
+def link_section(kernel: str, batches, repeats: int) -> list[dict]:
+    """Rows of link evaluations/s of one kernel of :data:`KERNELS` (see the module
+    docstring)."""
+    ours, peer, shape, names = KERNELS[kernel]
+    fn = jax.jit(jax.vmap(ours))
+    per_twin = int(np.prod(shape)) if kernel == "rb_sinr" else shape[0] * shape[1]
+    base = {k: v for k, v in bench_link.make_inputs(batches[0], 0, shape).items() if k in names}
+    expect = peer(**base, p=bench_link.PARAMS)
     rows = []
     for n in batches:
         try:
             reps = -(-n // batches[0])
-            x = {k: jnp.tile(jnp.asarray(v), (reps,) + (1,) * (v.ndim - 1))[:n]
-                 for k, v in base.items()}
-            out = jax.block_until_ready(bench_link.run_ours(x))
-            row = {"batch": n, "links_per_call": n * bench_link.U * bench_link.B * bench_link.R}
+            x = [jnp.tile(jnp.asarray(base[k]), (reps,) + (1,) * (base[k].ndim - 1))[:n]
+                 for k in names]
+            out = jax.block_until_ready(fn(*x))
+            row = {"kernel": kernel, "batch": n, "links_per_call": n * per_twin}
             if n == batches[0]:
                 row["max_rel_err_vs_numpy"] = bench_link._max_rel_err(np.asarray(out), expect)
             del out
-            times = _timed_calls(bench_link.run_ours, x, repeats)
+            times = _timed_calls(lambda args: fn(*args), x, repeats)
             del x
         except Exception as err:  # noqa: BLE001 - an out-of-memory batch ends the section
             if not _is_oom(err):
                 raise
-            rows.append({"batch": n, "oom": str(err).splitlines()[0][:300]})
+            rows.append({"kernel": kernel, "batch": n, "oom": str(err).splitlines()[0][:300]})
             break
         row.update(best_s=min(times), median_s=float(np.median(times)),
                    links_per_s_best=row["links_per_call"] / min(times),
                    links_per_s_median=row["links_per_call"] / float(np.median(times)))
         rows.append(row)
-        print(f"link batch {n:>8}: {row['links_per_s_best']:.3e} links/s (best), "
+        print(f"{kernel} batch {n:>8}: {row['links_per_s_best']:.3e} links/s (best), "
               f"{row['links_per_s_median']:.3e} (median)", flush=True)
         gc.collect()
     return rows
@@ -185,10 +203,9 @@ def env_section(result: dict, twins, repeats: int, budget_s: float, on_row) -> N
             if per_twin * nxt * 1.25 > 0.9 * limit:
                 result["stopped"] = f"{nxt} twins would need ~{per_twin * nxt / 2**30:.0f} GiB"
                 break
-        elapsed = time.perf_counter() - start
-        # the next count costs about (nxt / k) x this count's run, plus a compile
-        projected = row["compile_s"] + (repeats + 1) * row["chunk_median_s"] * nxt / k
-        if elapsed + projected > budget_s:
+        # the next count costs a compile like this one's, plus its chunks (on a GPU, far less
+        # than nxt / k times these until the device is full)
+        if time.perf_counter() - start + 1.5 * row["compile_s"] > budget_s:
             result["stopped"] = f"time share ({budget_s:.0f} s) spent"
             break
 
@@ -213,14 +230,15 @@ def main(argv=None) -> dict:
     configs += [(e, {}) for e in env_ids]
 
     result = {"benchmark": "gpu", "machine": machine_info(memory_stats=memory_stats()),
-              "link_shape": {"U": bench_link.U, "B": bench_link.B, "R": bench_link.R},
+              "link_shapes": {k: dict(zip("UBR", v[2], strict=True)) for k, v in KERNELS.items()},
               "link": [], "envs": []}
 
     def save():
         write_results(result, args.out, config=vars(args))
 
-    result["link"] = link_section(link_batches, repeats)
-    save()
+    for kernel in KERNELS:
+        result["link"] += link_section(kernel, link_batches, repeats)
+        save()
     start = time.perf_counter()
     weights = [2.0 if kwargs else 1.0 for _, kwargs in configs]
     for i, (env_id, kwargs) in enumerate(configs):

@@ -47,8 +47,10 @@ PARAMS = {
 }
 
 
-def make_inputs(n: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Shared float32 inputs for ``n`` twins."""
+def make_inputs(n: int, seed: int = 0, shape: tuple[int, int, int] = (U, B, R)
+                ) -> dict[str, np.ndarray]:
+    """Shared float32 inputs for ``n`` twins of ``shape = (U, B, R)`` users, BSs and RBs."""
+    U, B, R = shape  # noqa: N806 - the module's shape names, overridden
     rng = np.random.default_rng(seed)
     ue_xy = rng.uniform(0.0, 1000.0, (n, U, 2)).astype(np.float32)
     bs_xy = rng.uniform(0.0, 1000.0, (n, B, 2)).astype(np.float32)
@@ -67,15 +69,28 @@ def make_inputs(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def twin_sinr(ue_xy, bs_xy, is_los, shadow_n, fading, alloc):
-    """One twin's SINR [U, B, R] with the library's functions."""
+def twin_base_power_w(ue_xy, bs_xy, is_los, shadow_n):
+    """One twin's received power [U, B] (W) per RB before fading, with the library's
+    functions: distances, UMa pathloss, shadowing."""
     p = PARAMS
     d_2d, d_3d = radio.pairwise_distances(ue_xy, bs_xy, p["h_ut"], p["h_bs"])
     pl = radio.uma(d_3d, p["fc_ghz"], p["h_bs"], p["h_ut"], is_los)
     shadow = jnp.where(is_los, p["sigma_los"], p["sigma_nlos"]) * shadow_n
+    return radio.received_power_w(p["tx_dbm_per_rb"], pl, shadow)
+
+
+def twin_sinr(ue_xy, bs_xy, is_los, shadow_n, fading, alloc):
+    """One twin's SINR [U, B, R] with the library's functions."""
     # per-(u, b) budget, then fading per RB; rb_sinr guards the [U, B, R] products
-    rx = radio.received_power_w(p["tx_dbm_per_rb"], pl, shadow)[..., None] * fading
-    return radio.rb_sinr(rx, alloc, p["noise_w_per_rb"])[2]
+    rx = twin_base_power_w(ue_xy, bs_xy, is_los, shadow_n)[..., None] * fading
+    return radio.rb_sinr(rx, alloc, PARAMS["noise_w_per_rb"])[2]
+
+
+def twin_full_load_sinr(ue_xy, bs_xy, is_los, shadow_n):
+    """One twin's SINR [U, B] towards each BS with every other BS transmitting (no fading,
+    no RBs): one user-BS link evaluation per entry."""
+    rx = twin_base_power_w(ue_xy, bs_xy, is_los, shadow_n)
+    return radio.full_load_sinr(rx, PARAMS["noise_w_per_rb"])
 
 
 _ours = jax.jit(jax.vmap(twin_sinr))

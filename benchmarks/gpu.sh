@@ -36,6 +36,9 @@ out="benchmarks/results/gpu_$(echo "$kind" | tr -c 'A-Za-z0-9._\n-' '_')"
 echo "device: $kind -> $out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
 export JAX_PLATFORMS=cuda
+# JAX's allocator takes this share of the device; the rest stays free for CUDA's own use
+# (loading a program's kernels failed for lack of it at 0.92)
+export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.85}
 if [ "${1:-}" = --scale-only ]; then
   shift
   exec "$PYTHON" benchmarks/bench_gpu.py --out "$out/bench_gpu.json" "$@"

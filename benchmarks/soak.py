@@ -37,6 +37,7 @@ Usage: ``python benchmarks/soak.py [--quick] [--envs dnt-sync-v0 ...]``; writes
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import math
 import os
@@ -169,7 +170,6 @@ def make_chunk(env: Environment, num_twins: int, chunk_steps: int):
     """
     vec = VecEnv(env, num_twins)
     one = env.default_params
-    params = vec.batch_params(one)
 
     def sample_actions(key, obs):
         keys = jax.random.split(key, num_twins)
@@ -177,10 +177,10 @@ def make_chunk(env: Environment, num_twins: int, chunk_steps: int):
 
     def init(key):
         key, key_reset = jax.random.split(key)
-        obs, state = vec.reset(key_reset, params)
+        obs, state = vec.reset(key_reset, vec.batch_params(one))
         return key, obs, state
 
-    def body(acc, _):
+    def body(params, acc, _):
         (key, obs, state), (bad, reward_sum, episodes) = acc
         key, k_act, k_step = jax.random.split(key, 3)
         action = sample_actions(k_act, obs)
@@ -191,9 +191,12 @@ def make_chunk(env: Environment, num_twins: int, chunk_steps: int):
         return ((key, obs, state), (bad, reward_sum, episodes)), None
 
     def chunk(carry):
+        # the twins' params are broadcast inside the trace (one twin's constants), not
+        # captured: a captured [K, ...] copy would be embedded in the program (GBs at 65536)
+        params = vec.batch_params(one)
         zero = (jnp.int32(0), jnp.float32(0.0), jnp.int32(0))
         (carry, (bad, reward_sum, episodes)), _ = jax.lax.scan(
-            body, (carry, zero), None, length=chunk_steps)
+            functools.partial(body, params), (carry, zero), None, length=chunk_steps)
         stats = {"nonfinite": bad, "reward_sum": reward_sum, "episodes": episodes,
                  "checksum": checksum(carry)}
         return carry, stats

@@ -18,10 +18,12 @@ def test_quick_run_writes_checked_rows(tmp_path):
     data = json.loads(out.read_text())
     assert "provenance" in data and data["machine"]["device_kind"]
     link = data["link"]
-    assert [r["batch"] for r in link] == [16, 64]
-    assert link[0]["max_rel_err_vs_numpy"] < 1e-3
+    assert [(r["kernel"], r["batch"]) for r in link] == [
+        ("rb_sinr", 16), ("rb_sinr", 64), ("user_bs", 16), ("user_bs", 64)]
+    assert link[0]["max_rel_err_vs_numpy"] < 1e-3 and link[2]["max_rel_err_vs_numpy"] < 1e-3
     for r in link:
-        assert r["links_per_call"] == r["batch"] * 32 * 8 * 16
+        per_twin = 32 * 8 * 16 if r["kernel"] == "rb_sinr" else 128 * 22
+        assert r["links_per_call"] == r["batch"] * per_twin
         assert math.isfinite(r["links_per_s_best"]) and r["links_per_s_best"] > 0
         assert r["links_per_s_best"] >= r["links_per_s_median"]
     (env,) = data["envs"]

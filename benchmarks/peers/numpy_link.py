@@ -25,15 +25,29 @@ def uma_pathloss(d_2d, d_3d, fc_ghz, h_bs, h_ut, is_los):
     return np.where(is_los, pl_los, np.maximum(pl_los, pl_nlos)).astype(np.float32)
 
 
-def link_sinr(ue_xy, bs_xy, is_los, shadow_n, fading, alloc, p):
-    """SINR [N, U, B, R] for a batch of twins; see ``bench_link.make_inputs`` for shapes."""
+def base_power_w(ue_xy, bs_xy, is_los, shadow_n, p):
+    """Received power [N, U, B] (W) per RB before fading: pathloss and shadowing."""
     diff = ue_xy[:, :, None, :] - bs_xy[:, None, :, :]
     d_2d = np.sqrt(np.sum(diff * diff, axis=-1))
     dh = np.float32(p["h_bs"] - p["h_ut"])
     d_3d = np.sqrt(d_2d * d_2d + dh * dh)
     pl = uma_pathloss(d_2d, d_3d, p["fc_ghz"], p["h_bs"], p["h_ut"], is_los)
     sigma = np.where(is_los, np.float32(p["sigma_los"]), np.float32(p["sigma_nlos"]))
-    base_w = np.power(np.float32(10.0), (p["tx_dbm_per_rb"] - 30.0 - pl - sigma * shadow_n) / 10.0)
+    return np.power(np.float32(10.0), (p["tx_dbm_per_rb"] - 30.0 - pl - sigma * shadow_n) / 10.0)
+
+
+def full_load_sinr(ue_xy, bs_xy, is_los, shadow_n, p):
+    """SINR [N, U, B] of each user towards each BS with every other BS transmitting (no
+    fading): ``P[u, b] / (sum_{b' != b} P[u, b'] + noise)``."""
+    rx = base_power_w(ue_xy, bs_xy, is_los, shadow_n, p)
+    interference = rx @ (1.0 - np.eye(rx.shape[-1], dtype=np.float32))  # the other BSs
+    noise = np.float32(p["noise_w_per_rb"])
+    return np.minimum(rx / np.maximum(interference + noise, 1e-30), 1e15)
+
+
+def link_sinr(ue_xy, bs_xy, is_los, shadow_n, fading, alloc, p):
+    """SINR [N, U, B, R] for a batch of twins; see ``bench_link.make_inputs`` for shapes."""
+    base_w = base_power_w(ue_xy, bs_xy, is_los, shadow_n, p)
     rx = base_w[..., None] * fading  # [N, U, B, R]
     tx = alloc.sum(axis=1, keepdims=True)  # [N, 1, B, R]
     txrx = tx * rx
