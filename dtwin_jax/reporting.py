@@ -71,17 +71,21 @@ def git_state(repo_dir: str | os.PathLike | None = None) -> dict:
     package installed inside some other repository, say a virtual environment in it, does not
     report that repository's commit). ``dirty`` is True when ``git status --porcelain`` lists
     anything: modified, staged or untracked (not ignored) files. Outside a git checkout, or
-    without git, both values are ``"unknown"``.
+    without git, both values are ``"unknown"``. The environment overrides all of this when it
+    names the commit a copy was made from: ``DTWIN_GIT_COMMIT`` (and ``DTWIN_GIT_DIRTY``,
+    ``"0"`` or ``"1"``; unknown when unset), as when a checkout is copied to a GPU host without
+    its ``.git``, or with a stale one.
     """
+    named = os.environ.get("DTWIN_GIT_COMMIT")
+    if named:
+        dirty = {"0": False, "1": True}.get(os.environ.get("DTWIN_GIT_DIRTY", ""), UNKNOWN)
+        return {"commit": named, "dirty": dirty}
     root = Path(PACKAGE_ROOT if repo_dir is None else repo_dir).resolve()
     top = _git(root, "rev-parse", "--show-toplevel")
     commit = _git(root, "rev-parse", "HEAD") if top else None
     status = _git(root, "status", "--porcelain") if commit else None
     if top is None or Path(top).resolve() != root or commit is None or status is None:
-        named = os.environ.get("DTWIN_GIT_COMMIT")
-        dirty = {"0": False, "1": True}.get(os.environ.get("DTWIN_GIT_DIRTY", ""), UNKNOWN)
-        return {"commit": named, "dirty": dirty} if named else {"commit": UNKNOWN,
-                                                                 "dirty": UNKNOWN}
+        return {"commit": UNKNOWN, "dirty": UNKNOWN}
     return {"commit": commit, "dirty": bool(status)}
 
 

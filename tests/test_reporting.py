@@ -84,13 +84,15 @@ def test_outside_a_checkout_is_unknown(tmp_path, repo):
     assert git_state(sub) == {"commit": "unknown", "dirty": "unknown"}
 
 
-def test_copy_without_git_takes_the_named_commit(tmp_path, monkeypatch):
+def test_a_named_commit_overrides_what_git_says(tmp_path, repo, monkeypatch):
     plain = tmp_path / "copy"
     plain.mkdir()
     monkeypatch.setenv("DTWIN_GIT_COMMIT", "a" * 40)
     assert git_state(plain) == {"commit": "a" * 40, "dirty": "unknown"}
     monkeypatch.setenv("DTWIN_GIT_DIRTY", "0")
     assert git_state(plain) == {"commit": "a" * 40, "dirty": False}
+    # a copy with a stale .git: the named commit wins
+    assert git_state(repo) == {"commit": "a" * 40, "dirty": False}
 
 
 def test_without_git_is_unknown(repo, monkeypatch):
