@@ -186,6 +186,37 @@ def soak(d: dict) -> str:
     return "; ".join(parts)
 
 
+def _si(value: float) -> str:
+    return f"{value:.2e}".replace("e+0", "e").replace("e+", "e")
+
+
+def gpu(d: dict) -> str:
+    parts = []
+    for kernel, what in (("rb_sinr", "per-(u, b, r) SINR, U=32, B=8, R=16"),
+                         ("user_bs", "user-BS full-load SINR at 128 users x 22 BSs")):
+        rows = [r for r in d["link"] if r["kernel"] == kernel and "oom" not in r]
+        parts.append(f"{what}: {_x((_si(r['links_per_s_best']) for r in rows), '{}')} links/s "
+                     f"at {_twins(r['batch'] for r in rows)} twins")
+    best = max(r["links_per_s_best"] for r in d["link"] if "oom" not in r)
+    text = "; ".join(parts) + (f" (target 1e11: {'met' if best >= 1e11 else '**not met**'}, "
+                               f"best {_si(best)})")
+    envs = []
+    for e in d["envs"]:
+        rows = [r for r in e["rows"] if "oom" not in r]
+        sizes = ", ".join(f"{k}={v}" for k, v in e["kwargs"].items())
+        last = rows[-1]
+        envs.append(f"`{e['env']}`{f' ({sizes})' if sizes else ''} "
+                    f"{_x((_si(r['twin_steps_per_s']) for r in rows), '{}')} at "
+                    f"{_twins(r['twins'] for r in rows)} twins ({last['twins']:,} resident: "
+                    f"{last['resident_bytes'] / 2**30:.1f} GiB, "
+                    f"{last['resident_bytes_per_twin'] / 1e3:.0f} kB/twin; stopped: "
+                    f"{e['stopped']})")
+    return (text + ". Twin-steps/s under random legal actions (soak's chunk, auto-reset, "
+            "non-finite values: " + str(sum(r.get("nonfinite") or 0 for e in d["envs"]
+                                            for r in e["rows"]))
+            + "): " + "; ".join(envs))
+
+
 #: (JSON file, what is measured and the command, formatter)
 ROWS: list[tuple[str, str, Callable[[dict], str]]] = [
     ("bench_association.json", "`association-v0` vs mobile-env's large scenario (13 BSs, 30 "
@@ -228,6 +259,12 @@ def table(results: Path = RESULTS) -> str:
             lines.append(f"| {what} | {fmt(data)} | {_load(data)} |")
         else:
             lines.append(f"| {what} | not measured (no `{name}`) | - |")
+    for path in sorted(results.glob("gpu_*/bench_gpu.json")):
+        data = json.loads(path.read_text())
+        lines.append(f"| absolute scale on a GPU: link evaluations/s and every env's "
+                     f"twin-steps/s up to the device's memory (`bash benchmarks/gpu.sh "
+                     f"--scale-only`, `{path.relative_to(results.parent.parent)}`) | "
+                     f"{gpu(data)} | {_load(data)} |")
     return "\n".join([*lines, "", END])
 
 
