@@ -14,17 +14,17 @@ at twin counts up to what the device holds, in one process. Absolute numbers, no
   and the result is checked against the NumPy peer (``peers/numpy_link.py``); larger batches
   tile them on the device (same math, same work per link). Links/s from the best and the
   median of ``--repeats`` calls.
-* ``envs``: association-v0 at the paper's size (22 BSs, 128 users) first, then every
-  registered env at its default sizes: soak.py's chunk (``VecEnv`` with auto-reset, uniformly
-  random legal actions, a ``lax.scan`` of S steps, carry donated) at 1, 256, 4096, 65536,
-  131072, 262144 and 1048576 twins (a compile each: about 10-20 s). Per count: compile seconds, best
-  and median chunk time (twin-steps/s and agent-steps/s), device bytes in use with the twins
-  resident (measured: ``bytes_in_use`` after the reset minus before), XLA's temporaries of
-  the chunk, the device's ``peak_bytes_in_use`` so far and the non-finite values seen. An env
-  stops growing when the next count's footprint (this count's per-twin bytes, x 1.25) would
-  pass 90% of the device's limit, when the device runs out of memory (recorded), or when its
-  share of ``--max-seconds`` is spent (the paper-size association config, the target of
-  65,536 twins, gets a double share).
+* ``envs``: association-v0 at the paper's size (22 BSs, 128 users) first, then every registered
+  env at its default sizes: soak.py's chunk (``VecEnv`` with auto-reset, uniformly random legal
+  actions, a ``lax.scan`` of S steps, carry donated; twins created :data:`RESET_BATCH` at a
+  time) at 1, 256, 4096, 65536, 131072, 262144 and 1048576 twins (a compile each: about 10-20
+  s). Per count: compile seconds, best and median chunk time (twin-steps/s and agent-steps/s),
+  device bytes in use with the twins resident (measured: ``bytes_in_use`` after the reset minus
+  before), XLA's temporaries of the chunk, the device's ``peak_bytes_in_use`` so far and the
+  non-finite values seen. An env stops growing when the next count's footprint (this count's
+  per-twin bytes, x 1.25) would pass 90% of the device's limit, when the device runs out of
+  memory (recorded), or when its share of ``--max-seconds`` is spent (the paper-size association
+  config, the target of 65,536 twins, gets a double share).
 
 The JSON (``--out``, default ``benchmarks/results/bench_gpu.json``; ``benchmarks/gpu.sh``
 names a folder after the device) is rewritten after every measured count, so a run stopped
@@ -58,6 +58,10 @@ TWINS = (1, 256, 4096, 65536, 131072, 262144, 1048576)
 #: env id -> scan steps per chunk (slicing-v0 simulates 2000 packet slots inside one step)
 CHUNK_STEPS = {"association-v0": 10, "dnt-sync-v0": 20, "edge-retrain-v0": 20, "slicing-v0": 2}
 PAPER_ASSOCIATION = {"num_bs": 22, "max_users": 128}
+#: twins created at once by the reset (``VecEnv(reset_batch=...)``): a new twin's temporaries
+#: are several times its state (the H200 run at f1e0c98, without it, failed at 131,072
+#: paper-size twins in the reset, not the step)
+RESET_BATCH = 4096
 #: link kernel -> (one twin's JAX function, its NumPy peer, (U, B, R), input names)
 KERNELS = {
     "rb_sinr": (bench_link.twin_sinr, numpy_link.link_sinr, (bench_link.U, bench_link.B,
@@ -127,7 +131,7 @@ def link_section(kernel: str, batches, repeats: int) -> list[dict]:
 def measure_twins(env, num_twins: int, chunk_steps: int, repeats: int) -> dict:
     """One row of :func:`env_section` at ``num_twins`` twins."""
     before = memory_stats().get("bytes_in_use")
-    init, chunk = soak.make_chunk(env, num_twins, chunk_steps)
+    init, chunk = soak.make_chunk(env, num_twins, chunk_steps, reset_batch=RESET_BATCH)
     t0 = time.perf_counter()
     carry = jax.block_until_ready(init(jax.random.PRNGKey(0)))
     resident = memory_stats().get("bytes_in_use")

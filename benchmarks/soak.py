@@ -158,8 +158,10 @@ def random_legal_action(env: Environment, key: jax.Array, obs, params) -> jax.Ar
     return uniform_legal(key, mask).astype(space.dtype)
 
 
-def make_chunk(env: Environment, num_twins: int, chunk_steps: int):
-    """``(init, chunk)``, both jitted, for ``num_twins`` default twins of ``env``.
+def make_chunk(env: Environment, num_twins: int, chunk_steps: int,
+               reset_batch: int | None = None):
+    """``(init, chunk)``, both jitted, for ``num_twins`` default twins of ``env``
+    (``reset_batch``: see :class:`~dtwin_jax.envs.wrappers.VecEnv`).
 
     ``init(key) -> carry``: ``carry = (key, obs, state)`` with the twins reset (leading
     ``[K]`` axis on obs and state). ``chunk(carry) -> (carry, stats)`` (the carry passed in
@@ -168,7 +170,7 @@ def make_chunk(env: Environment, num_twins: int, chunk_steps: int):
     float32 ``reward_sum``, int32 ``episodes`` and uint32 ``checksum`` (scalars, see the
     module docstring).
     """
-    vec = VecEnv(env, num_twins)
+    vec = VecEnv(env, num_twins, reset_batch=reset_batch)
     one = env.default_params
 
     def sample_actions(key, obs):

@@ -140,3 +140,25 @@ def test_registry_env_class_and_unregister():
     registry.unregister("tmp-v0")
     registry.unregister("tmp-v0")  # absent: no error
     assert "tmp-v0" not in registry.registered_envs()
+
+
+def test_vecenv_reset_in_batches_matches_and_holds_less():
+    env = make("association-v0", num_bs=22, max_users=128)
+    one = env.default_params
+
+    def compiled(reset_batch):
+        vec = VecEnv(env, 40, reset_batch=reset_batch)
+        return jax.jit(lambda k: vec.reset(k, vec.batch_params(one))).lower(
+            jax.random.PRNGKey(0)).compile()
+
+    whole, chunked = compiled(None), compiled(8)  # 40 = 5 chunks of 8
+    ref, got = whole(jax.random.PRNGKey(5)), chunked(jax.random.PRNGKey(5))
+    # the same draws (the shadowing tiles, bit for bit), the same arithmetic up to rounding
+    np.testing.assert_array_equal(ref[1].shadow.values, got[1].shadow.values)
+    np.testing.assert_array_equal(ref[1].mobility.pos, got[1].mobility.pos)
+    np.testing.assert_allclose(ref[1].sinr, got[1].sinr, rtol=1e-5)
+    np.testing.assert_allclose(ref[0].features, got[0].features, rtol=1e-5, atol=1e-6)
+    temp = [c.memory_analysis().temp_size_in_bytes for c in (whole, chunked)]
+    assert temp[1] < temp[0] / 3, temp
+    with pytest.raises(ValueError, match="reset_batch"):
+        VecEnv(env, 4, reset_batch=0)

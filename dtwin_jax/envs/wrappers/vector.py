@@ -42,11 +42,21 @@ def _any_in_batch_vmap(axis_size, in_batched, x):
 
 
 class VecEnv:
-    """``num_envs`` copies of ``env``; params carry a leading ``[num_envs]`` axis."""
+    """``num_envs`` copies of ``env``; params carry a leading ``[num_envs]`` axis.
 
-    def __init__(self, env: Environment, num_envs: int):
+    ``reset_batch``: when set (and below ``num_envs``), :meth:`reset` creates the twins
+    ``reset_batch`` at a time (``lax.map`` over chunks of a ``vmap``), so the temporaries of a
+    twin's creation are held for one chunk, not for all twins at once. The random draws are
+    the same; float results agree to rounding (XLA may order a chunk's arithmetic otherwise).
+    A new association twin draws its shadowing tile by FFT, with temporaries several times its
+    state's bytes: at large twin counts that, not the step, decides how many twins fit.
+    """
+
+    def __init__(self, env: Environment, num_envs: int, reset_batch: int | None = None):
         self.env = env
         self.num_envs = check_int("num_envs", num_envs, lo=1)
+        self.reset_batch = None if reset_batch is None else check_int(
+            "reset_batch", reset_batch, lo=1)
 
     def batch_params(self, params: Params | None = None) -> Params:
         """Broadcast one params struct (default: the env's) to a batch of identical twins."""
@@ -58,7 +68,10 @@ class VecEnv:
     def reset(self, key: chex.PRNGKey, params: Params):
         """Reset every twin. Returns batched ``(obs, state)``."""
         keys = jax.random.split(key, self.num_envs)
-        return jax.vmap(self.env.reset_env)(keys, params)
+        if self.reset_batch is None or self.reset_batch >= self.num_envs:
+            return jax.vmap(self.env.reset_env)(keys, params)
+        return jax.lax.map(lambda kp: self.env.reset_env(*kp), (keys, params),
+                           batch_size=self.reset_batch)
 
     def check_action(self, action, params: Params) -> jax.Array:
         """``action [num_envs, ...]`` as an array after the env's trace-time check of one
