@@ -43,6 +43,7 @@ and the RSRP bias (``lvm_dt_validation.json``); ``--preset full`` writes ``lvm_d
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import math
@@ -487,11 +488,16 @@ def run(config: LvmDtConfig, checkpoint_dir: str | None = None,
     return results
 
 
+#: the results so far (finished arms), written after every arm and removed by ``main`` once
+#: the complete results are written
+PARTIAL_NAME = "lvm_dt_partial.json"
+
+
 def _checkpoint(results, samples, out_dir) -> None:
     if out_dir is not None:
         partial = dict(results, _samples=samples)
         write_json({k: v for k, v in partial.items() if not k.startswith("_")},
-                   os.path.join(out_dir, "lvm_dt_partial.json"))
+                   os.path.join(out_dir, PARTIAL_NAME))
 
 
 def merge(shares: list[dict]) -> dict:
@@ -765,6 +771,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     results = run(config, checkpoint_dir=args.out)
     paths = write_results(results, args.out, stem=stem)
+    # the per-arm checkpoint is superseded once the complete results are on disk
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(args.out, PARTIAL_NAME))
     print(format_table(results))
     print(json.dumps(results["headline"]["targets"], indent=1))
     print("wrote", *paths)

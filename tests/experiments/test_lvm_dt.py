@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from dtwin_jax.experiments import lvm_dt
 from dtwin_jax.experiments.lvm_dt import (
     PRESETS,
     LvmDtConfig,
@@ -66,7 +67,7 @@ def test_dual_association_balances_load_on_the_candidate_set():
                                                               allowed)), [0, 0, -1])
 
 
-def test_tiny_run_writes_results(tmp_path):
+def test_tiny_run_writes_results(tmp_path, monkeypatch):
     results = run(TINY)
     base = results["baselines"]
     assert set(base) == {"max-SINR", "Ye-dual"}
@@ -104,3 +105,11 @@ def test_tiny_run_writes_results(tmp_path):
     assert "_samples" not in loaded and loaded["config"]["num_twins"] == 2
     assert loaded["provenance"]["commit"]
     assert os.path.getsize(png_path) > 10_000
+    # the CLI writes the per-arm checkpoint, then removes it once the complete results are on
+    # disk (run replaced by one that checkpoints the results above)
+    monkeypatch.setitem(lvm_dt.PRESETS, "demo", TINY)
+    monkeypatch.setattr(lvm_dt, "run", lambda config, checkpoint_dir=None, only_arms=None: (
+        lvm_dt._checkpoint(results, {}, checkpoint_dir), results)[1])
+    out = tmp_path / "cli"
+    lvm_dt.main(["--preset", "demo", "--out", str(out)])
+    assert (out / "lvm_dt_demo.json").exists() and not (out / lvm_dt.PARTIAL_NAME).exists()
