@@ -21,13 +21,16 @@ peer's SINR, candidates and features at those states must match the env's):
 * batched (``numpy_batched``): ``step`` on all B twins at once, ``clip(8192 / B, 4, 64)``
   steps, best of 2.
 
-The recorded run gives each side one thread: ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
-OPENBLAS_NUM_THREADS=1``.
+Each side gets one thread (``one_thread.py``, unless the environment says otherwise):
+``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false OPENBLAS_NUM_THREADS=1``, as in the recorded run.
 """
 
 from __future__ import annotations
 
-import argparse
+import one_thread  # noqa: F401  (sets the thread counts before NumPy and JAX load)
+
+# isort: split
+import argparse  # noqa: E402
 import os
 import sys
 import time

@@ -24,14 +24,18 @@ after our rows, and ratios use the mean of the two; the batched peer is timed wi
 predictors at each twin count, best of ``--repeats``. The 1-minute load average is recorded.
 
 Usage: ``python benchmarks/bench_dnt.py [--quick]``; writes
-``benchmarks/results/bench_dnt.json`` (``--out``). The recorded run gives each side one thread:
+``benchmarks/results/bench_dnt.json`` (``--out``). Each side gets one thread
+(``one_thread.py``, unless the environment says otherwise, as in the recorded run):
 ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false OPENBLAS_NUM_THREADS=1`` (on a shared machine
 OpenBLAS's threads otherwise spin against the load and slow the NumPy peers several times).
 """
 
 from __future__ import annotations
 
-import argparse
+import one_thread  # noqa: F401  (sets the thread counts before NumPy and JAX load)
+
+# isort: split
+import argparse  # noqa: E402
 import os
 import sys
 import time

@@ -36,13 +36,17 @@ the JAX side) and the other slots. The reference retrains only the users that ne
 CPU may be shared: the load averages before and after are written into the JSON.
 
 Usage: ``python benchmarks/bench_edge.py [--quick]``; writes ``benchmarks/results/
-bench_edge.json`` (``--out``). The recorded run gives each side one thread:
+bench_edge.json`` (``--out``). Each side gets one thread
+(``one_thread.py``, unless the environment says otherwise, as in the recorded run):
 ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false OPENBLAS_NUM_THREADS=1``.
 """
 
 from __future__ import annotations
 
-import argparse
+import one_thread  # noqa: F401  (sets the thread counts before NumPy and JAX load)
+
+# isort: split
+import argparse  # noqa: E402
 import os
 import sys
 import time

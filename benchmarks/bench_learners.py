@@ -34,21 +34,20 @@ calls (each with a new key) gives the rates:
 ``--quick``: each learner's first batch, 1-2 updates (20 Adam steps offline), a smoke run whose
 time is mostly the eight compiles (about 3 minutes on a loaded 2-core CPU).
 
-The recorded run gives XLA one thread (``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false``, set
-below before JAX starts unless ``XLA_FLAGS`` already names it), as ``bench_association.py``'s
-recorded run. No external peer: no comparable RL library (SB3, torch) is a dependency here.
+The run gives XLA one thread (``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false``, set by
+``one_thread.py`` before JAX starts unless ``XLA_FLAGS`` already names it), as
+``bench_association.py``'s. No external peer: no comparable RL library (SB3, torch) is a
+dependency here.
 """
 
 from __future__ import annotations
 
-import os
+import one_thread  # noqa: F401  (sets the thread counts before NumPy and JAX load)
 
-if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + " --xla_cpu_multi_thread_eigen=false").strip()
-
+# isort: split
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
+import os  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402

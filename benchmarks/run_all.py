@@ -55,8 +55,9 @@ SUITE: dict[str, tuple[str, str, list[str]]] = {
 # Loads a benchmark script by path, points its RESULTS folder at --out when it has one and
 # calls its main(argv): argv[1] script, argv[2] results folder, the rest the script's argv.
 _RUNNER = """
-import importlib.util, sys
+import importlib.util, os, sys
 path, results, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+sys.path.insert(0, os.path.dirname(path))  # as when the script is run directly
 spec = importlib.util.spec_from_file_location("bench_module", path)
 module = importlib.util.module_from_spec(spec)
 sys.modules["bench_module"] = module
