@@ -221,7 +221,7 @@ def gpu(d: dict) -> str:
 ROWS: list[tuple[str, str, Callable[[dict], str]]] = [
     ("bench_association.json", "`association-v0` vs mobile-env's large scenario (13 BSs, 30 "
      "users) and NumPy peers of its physics, user-steps/s, max-SINR policy "
-     "(`XLA_FLAGS=--xla_cpu_multi_thread_eigen=false python benchmarks/bench_association.py`)",
+     "(`python benchmarks/bench_association.py`, one thread each side)",
      association),
     ("bench_link.json", "link SINR evaluations/s, U=32, B=8, R=16 (`python "
      "benchmarks/bench_link.py`)", link),
