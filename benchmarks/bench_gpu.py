@@ -22,7 +22,8 @@ at twin counts up to what the device holds, in one process. Absolute numbers, no
   device bytes in use with the twins resident (measured: ``bytes_in_use`` after the reset minus
   before), XLA's temporaries of the chunk, the device's ``peak_bytes_in_use`` so far and the
   non-finite values seen. An env stops growing when the next count's footprint (this count's
-  per-twin bytes, x 1.25) would pass 90% of the device's limit, when the device runs out of
+  per-twin bytes, x 1.25) would pass 90% of the device's limit (on a CPU: of the host's
+  memory, with XLA's size of the carry for the resident bytes), when the device runs out of
   memory (recorded), or when its share of ``--max-seconds`` is spent (the paper-size association
   config, the target of 65,536 twins, gets a double share).
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import time
 from pathlib import Path
@@ -139,6 +141,7 @@ def measure_twins(env, num_twins: int, chunk_steps: int, repeats: int) -> dict:
     compile_s = time.perf_counter() - t0
     analysis = compiled.memory_analysis()
     temp = None if analysis is None else int(analysis.temp_size_in_bytes)
+    carry_bytes = None if analysis is None else int(analysis.argument_size_in_bytes)
     carry, stats = compiled(carry)  # warm
     nonfinite = int(stats["nonfinite"])
     times = []
@@ -166,6 +169,7 @@ def measure_twins(env, num_twins: int, chunk_steps: int, repeats: int) -> dict:
         "resident_bytes_per_twin": None if resident_bytes is None
         else resident_bytes / num_twins,
         "chunk_temp_bytes": temp,
+        "chunk_argument_bytes": carry_bytes,
         "peak_bytes_in_use": memory_stats().get("peak_bytes_in_use"),
         "nonfinite": nonfinite,
     }
@@ -179,7 +183,9 @@ def env_section(result: dict, twins, repeats: int, budget_s: float, on_row) -> N
     env = make(env_id, **result["kwargs"])
     kwargs = result["kwargs"]
     steps = CHUNK_STEPS.get(env_id, 8)
-    limit = memory_stats().get("bytes_limit")
+    # the device's limit, or this host's memory where the backend keeps no statistics (CPU)
+    limit = memory_stats().get("bytes_limit") or (
+        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     result.update(rows=[], stopped="all counts done")
     start = time.perf_counter()
     for i, k in enumerate(twins):
@@ -202,8 +208,11 @@ def env_section(result: dict, twins, repeats: int, budget_s: float, on_row) -> N
         if i + 1 == len(twins):
             break
         nxt = twins[i + 1]
-        if limit and row["resident_bytes"] is not None:
-            per_twin = (row["resident_bytes"] + (row["chunk_temp_bytes"] or 0)) / k
+        # resident bytes as measured, else (CPU) XLA's size of the chunk's argument, the carry
+        resident = row["resident_bytes"] if row["resident_bytes"] is not None else (
+            row["chunk_argument_bytes"])
+        if resident is not None:
+            per_twin = (resident + (row["chunk_temp_bytes"] or 0)) / k
             if per_twin * nxt * 1.25 > 0.9 * limit:
                 result["stopped"] = f"{nxt} twins would need ~{per_twin * nxt / 2**30:.0f} GiB"
                 break

@@ -46,3 +46,15 @@ def test_spent_budget_stops_after_the_first_count(tmp_path):
     for e in envs:
         assert [r["twins"] for r in e["rows"]] == [1]
         assert e["stopped"].startswith("time share")
+
+
+def test_a_full_device_stops_growth_before_running_out(tmp_path, monkeypatch):
+    # a device that reports a 64 kB limit: the next count's footprint (the carry's bytes, as
+    # XLA sizes them, plus temporaries) cannot fit, so growth stops after the first count
+    monkeypatch.setattr(bench_gpu, "memory_stats", lambda: {"bytes_limit": 2**16})
+    out = tmp_path / "gpu.json"
+    bench_gpu.main(["--quick", "--envs", "dnt-sync-v0", "--out", str(out)])
+    (env,) = json.loads(out.read_text())["envs"]
+    assert [r["twins"] for r in env["rows"]] == [1]
+    assert env["stopped"].startswith("4 twins would need")
+    assert env["rows"][0]["chunk_argument_bytes"] > 0
