@@ -1,5 +1,5 @@
 """Twins that do not fit in memory at once: measured per-twin memory, chunked rollouts, chunked
-PPO training.
+PPO and DQN training.
 
 Memory. :func:`measure_footprint` compiles a program at two twin counts and reads XLA's buffer
 assignment of the compiled executable (``compiled.memory_analysis()``: the bytes of its
@@ -18,13 +18,15 @@ gets the key ``split(key, K)[i]`` and runs as a one-twin :class:`VecEnv` rollout
 trajectory does not depend on ``chunk_size`` (tested) and peak memory is that of one chunk plus
 the outputs.
 
-Chunked training. :func:`make_train_chunked` trains ONE shared PPO policy on K twins of which
-only ``chunk_size`` step and learn at a time: the K twins' states stay resident (they are
-small: see :func:`step_footprint`), and update ``u`` collects its rollout from chunk ``u mod
-(K / chunk_size)`` and learns from it, so an update's working memory is that of
-``chunk_size`` twins. This is PPO with ``num_envs = chunk_size`` whose batch of twins rotates
-over the K twins (every twin contributes the same number of samples); with one chunk it is
-:func:`dtwin_jax.learners.ppo.make_train` exactly.
+Chunked training. :func:`make_train_chunked` trains ONE shared PPO (or DQN) policy on K twins of
+which only ``chunk_size`` step and learn at a time: the K twins' states stay resident (they are
+small: see :func:`step_footprint`), and update ``u`` collects its rollout from chunk ``u mod (K
+/ chunk_size)`` and learns from it, so an update's working memory is that of ``chunk_size``
+twins. This is PPO with ``num_envs = chunk_size`` whose batch of twins rotates over the K twins
+(every twin contributes the same number of samples); with one chunk it is
+:func:`dtwin_jax.learners.ppo.make_train` exactly. With a ``DQNConfig`` it is DQN with
+``num_envs = chunk_size`` likewise (one replay buffer that every chunk feeds in turn; with one
+chunk :func:`dtwin_jax.learners.dqn.make_train` exactly). VDN/IQL have no chunked variant.
 """
 
 from __future__ import annotations
@@ -203,18 +205,24 @@ def rollout_chunked(env, policy: Callable, params_batch: Any, key: jax.Array, nu
 
 
 def make_train_chunked(env, params_batch: Any, config, chunk_size: int):
-    """``train(key) -> (RunnerState, metrics)``: shared-policy PPO over K twins in chunks.
+    """``train(key) -> (runner, metrics)``: one shared policy over K twins, trained in chunks.
 
-    ``params_batch`` holds K twins (leading axis); ``chunk_size`` must divide K, and
-    ``config.num_envs`` is set to it. ``config.total_timesteps`` counts twin steps as usual, so
-    ``num_updates = total_timesteps // (chunk_size * num_steps)``, which must be a multiple of
-    the number of chunks ``K / chunk_size`` (every twin then contributes equally). The
-    returned runner's collector holds all K twins, ``[K / chunk_size, chunk_size, ...]``;
-    metrics are ``[num_updates]`` as :func:`~dtwin_jax.learners.ppo.make_train`'s. See the
-    module docstring; jit the result.
+    ``config`` picks the learner: a :class:`~dtwin_jax.learners.ppo.PPOConfig` (PPO) or a
+    :class:`~dtwin_jax.learners.dqn.DQNConfig` (DQN, double or dueling; one replay buffer,
+    fed by every chunk in turn). ``params_batch`` holds K twins (leading axis);
+    ``chunk_size`` must divide K, and ``config.num_envs`` is set to it.
+    ``config.total_timesteps`` counts twin steps as usual, so ``num_updates =
+    total_timesteps // (chunk_size * num_steps)``, which must be a multiple of the number of
+    chunks ``K / chunk_size`` (every twin then contributes equally). The returned runner's
+    collector holds all K twins, ``[K / chunk_size, chunk_size, ...]``; metrics are
+    ``[num_updates]`` as the learner's ``make_train``'s, which one chunk reproduces exactly.
+    See the module docstring; jit the result.
     """
-    from dtwin_jax.learners.ppo import _parts
+    from dtwin_jax.learners import dqn, ppo
 
+    if not isinstance(config, ppo.PPOConfig | dqn.DQNConfig):
+        raise TypeError(f"config must be a PPOConfig or a DQNConfig, got "
+                        f"{type(config).__name__}")
     k = num_twins(params_batch)
     chunk_size = _checks.check_int("chunk_size", chunk_size, lo=1, hi=k)
     if k % chunk_size:
@@ -231,7 +239,18 @@ def make_train_chunked(env, params_batch: Any, config, chunk_size: int):
     def chunk_params(j):
         return jax.tree.map(lambda x: x[j], split)
 
-    init, update = _parts(env, chunk_params(0), config, batched_params=True, progress=False)
+    if isinstance(config, ppo.PPOConfig):
+        init, update = ppo._parts(env, chunk_params(0), config, batched_params=True,
+                                  progress=False)
+    else:
+        agent = dqn.make_agent(env, jax.tree.map(lambda x: x[0], params_batch), config)
+
+        def init(key, params=None):
+            return agent.init(key, chunk_params(0) if params is None else params)
+
+        def update(runner, i, params):
+            del i  # DQN's schedule follows the runner's own step counter
+            return agent.update(runner, params)
 
     def train(key):
         runner = init(key)  # the network and optimiser (and, with one chunk, its twins)

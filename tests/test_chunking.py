@@ -110,3 +110,34 @@ def test_chunk_size_for_picks_the_largest_fitting_divisor():
         chunking.chunk_size_for(fp, 1050, 12)
     with pytest.raises(ValueError, match="budget_bytes"):
         fp.max_twins(-1)
+
+
+def test_dqn_one_chunk_is_make_train_exactly_and_chunks_rotate():
+    from probe_envs import CounterEnv, CounterParams
+
+    from dtwin_jax.envs.wrappers import VecEnv
+    from dtwin_jax.learners import dqn
+
+    env = CounterEnv()
+    batch = VecEnv(env, 6).batch_params(CounterParams(horizon=1000))
+    cfg = dqn.DQNConfig(num_envs=6, num_steps=2, total_timesteps=6 * 2 * 6, buffer_size=64,
+                        batch_size=8, learning_starts=0, hidden_sizes=(8,))
+    key = jax.random.PRNGKey(1)
+    r1, m1 = jax.jit(dqn.make_train(env, batch, cfg, batched_params=True))(key)
+    r2, m2 = jax.jit(chunking.make_train_chunked(env, batch, cfg, 6))(key)
+    for a, b in zip(jax.tree.leaves(r1.train_state.params),
+                    jax.tree.leaves(r2.train_state.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for name in m1:
+        np.testing.assert_array_equal(np.asarray(m1[name]), np.asarray(m2[name]))
+    # 3 chunks of 2 twins: 72 twin steps are 18 updates of 2 twins x 2 steps, 6 per chunk, so
+    # every twin steps 6 x 2 = 12 times, and the one replay buffer counts all 72 steps
+    runner, metrics = jax.jit(chunking.make_train_chunked(env, batch, cfg, 2))(key)
+    assert metrics["loss"].shape == (18,)
+    np.testing.assert_array_equal(np.asarray(runner.collector.env_state.env_state.t), 12)
+    assert int(runner.timesteps) == 72
+    # learning starts once the buffer holds a minibatch (8): from the second update on
+    loss = np.asarray(metrics["loss"])
+    assert np.isnan(loss[0]) and np.isfinite(loss[1:]).all()
+    with pytest.raises(TypeError, match="PPOConfig or a DQNConfig"):
+        chunking.make_train_chunked(env, batch, object(), 2)
