@@ -1,5 +1,5 @@
 """Twins that do not fit in memory at once: measured per-twin memory, chunked rollouts, chunked
-PPO and DQN training.
+PPO, DQN and VDN/IQL training.
 
 Memory. :func:`measure_footprint` compiles a program at two twin counts and reads XLA's buffer
 assignment of the compiled executable (``compiled.memory_analysis()``: the bytes of its
@@ -18,19 +18,20 @@ gets the key ``split(key, K)[i]`` and runs as a one-twin :class:`VecEnv` rollout
 trajectory does not depend on ``chunk_size`` (tested) and peak memory is that of one chunk plus
 the outputs.
 
-Chunked training. :func:`make_train_chunked` trains ONE shared PPO (or DQN) policy on K twins of
-which only ``chunk_size`` step and learn at a time: the K twins' states stay resident (they are
-small: see :func:`step_footprint`), and update ``u`` collects its rollout from chunk ``u mod (K
-/ chunk_size)`` and learns from it, so an update's working memory is that of ``chunk_size``
-twins. This is PPO with ``num_envs = chunk_size`` whose batch of twins rotates over the K twins
-(every twin contributes the same number of samples); with one chunk it is
-:func:`dtwin_jax.learners.ppo.make_train` exactly. With a ``DQNConfig`` it is DQN with
-``num_envs = chunk_size`` likewise (one replay buffer that every chunk feeds in turn; with one
-chunk :func:`dtwin_jax.learners.dqn.make_train` exactly). VDN/IQL have no chunked variant.
+Chunked training. :func:`make_train_chunked` trains ONE shared PPO (or DQN, or VDN/IQL) policy
+on K twins of which only ``chunk_size`` step and learn at a time: the K twins' states stay
+resident (they are small: see :func:`step_footprint`), and update ``u`` collects its rollout
+from chunk ``u mod (K / chunk_size)`` and learns from it, so an update's working memory is that
+of ``chunk_size`` twins. This is PPO with ``num_envs = chunk_size`` whose batch of twins rotates
+over the K twins (every twin contributes the same number of samples); with one chunk it is
+:func:`dtwin_jax.learners.ppo.make_train` exactly. With a ``DQNConfig`` or a ``VDNConfig`` it is
+DQN or VDN/IQL with ``num_envs = chunk_size`` likewise (one replay buffer that every chunk feeds
+in turn; with one chunk the learner's ``make_train`` exactly).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -207,21 +208,22 @@ def rollout_chunked(env, policy: Callable, params_batch: Any, key: jax.Array, nu
 def make_train_chunked(env, params_batch: Any, config, chunk_size: int):
     """``train(key) -> (runner, metrics)``: one shared policy over K twins, trained in chunks.
 
-    ``config`` picks the learner: a :class:`~dtwin_jax.learners.ppo.PPOConfig` (PPO) or a
-    :class:`~dtwin_jax.learners.dqn.DQNConfig` (DQN, double or dueling; one replay buffer,
-    fed by every chunk in turn). ``params_batch`` holds K twins (leading axis);
-    ``chunk_size`` must divide K, and ``config.num_envs`` is set to it.
-    ``config.total_timesteps`` counts twin steps as usual, so ``num_updates =
-    total_timesteps // (chunk_size * num_steps)``, which must be a multiple of the number of
-    chunks ``K / chunk_size`` (every twin then contributes equally). The returned runner's
-    collector holds all K twins, ``[K / chunk_size, chunk_size, ...]``; metrics are
+    ``config`` picks the learner: a :class:`~dtwin_jax.learners.ppo.PPOConfig` (PPO), a
+    :class:`~dtwin_jax.learners.dqn.DQNConfig` (DQN, double or dueling) or a
+    :class:`~dtwin_jax.learners.vdn.VDNConfig` (VDN or IQL; its warm-up updates too rotate over
+    the chunks); the value learners keep one replay buffer, fed by every chunk in turn.
+    ``params_batch`` holds K twins (leading axis); ``chunk_size`` must divide K, and
+    ``config.num_envs`` is set to it. ``config.total_timesteps`` counts twin steps as usual, so
+    ``num_updates = total_timesteps // (chunk_size * num_steps)``, which must be a multiple of
+    the number of chunks ``K / chunk_size`` (every twin then contributes equally). The returned
+    runner's collector holds all K twins, ``[K / chunk_size, chunk_size, ...]``; metrics are
     ``[num_updates]`` as the learner's ``make_train``'s, which one chunk reproduces exactly.
     See the module docstring; jit the result.
     """
-    from dtwin_jax.learners import dqn, ppo
+    from dtwin_jax.learners import dqn, ppo, vdn
 
-    if not isinstance(config, ppo.PPOConfig | dqn.DQNConfig):
-        raise TypeError(f"config must be a PPOConfig or a DQNConfig, got "
+    if not isinstance(config, ppo.PPOConfig | dqn.DQNConfig | vdn.VDNConfig):
+        raise TypeError(f"config must be a PPOConfig, a DQNConfig or a VDNConfig, got "
                         f"{type(config).__name__}")
     k = num_twins(params_batch)
     chunk_size = _checks.check_int("chunk_size", chunk_size, lo=1, hi=k)
@@ -239,18 +241,26 @@ def make_train_chunked(env, params_batch: Any, config, chunk_size: int):
     def chunk_params(j):
         return jax.tree.map(lambda x: x[j], split)
 
+    # (update indices, update(runner, i, chunk's params) -> (runner, metrics)) per phase
+    updates = jnp.arange(config.num_updates)
     if isinstance(config, ppo.PPOConfig):
         init, update = ppo._parts(env, chunk_params(0), config, batched_params=True,
                                   progress=False)
-    else:
+        phases = [(updates, update)]
+    elif isinstance(config, dqn.DQNConfig):
         agent = dqn.make_agent(env, jax.tree.map(lambda x: x[0], params_batch), config)
 
         def init(key, params=None):
             return agent.init(key, chunk_params(0) if params is None else params)
 
-        def update(runner, i, params):
-            del i  # DQN's schedule follows the runner's own step counter
-            return agent.update(runner, params)
+        # DQN's schedule follows the runner's own step counter, not the update index
+        phases = [(updates, lambda runner, i, params: agent.update(runner, params))]
+    else:  # VDN / IQL: warm-up updates only collect, then every update learns too
+        init, update = vdn._parts(env, chunk_params(0), config, batched_params=True,
+                                  progress=False)
+        warm = config.warmup_updates
+        phases = [(updates[:warm], lambda r, i, p: update(r, i, False, p)),
+                  (updates[warm:], lambda r, i, p: update(r, i, True, p))]
 
     def train(key):
         runner = init(key)  # the network and optimiser (and, with one chunk, its twins)
@@ -260,17 +270,21 @@ def make_train_chunked(env, params_batch: Any, config, chunk_size: int):
             reset_keys = jax.random.split(jax.random.fold_in(key, 1), chunks)
             collectors = jax.vmap(lambda kk, p: init(kk, p).collector)(reset_keys, split)
 
-        def body(carry, i):
+        def body(step, carry, i):
             runner, collectors = carry
             j = i % chunks
             runner = runner._replace(collector=jax.tree.map(lambda c: c[j], collectors))
-            runner, metrics = update(runner, i, chunk_params(j))
+            runner, metrics = step(runner, i, chunk_params(j))
             collectors = jax.tree.map(lambda c, x: c.at[j].set(x), collectors,
                                       runner.collector)
             return (runner, collectors), metrics
 
-        (runner, collectors), metrics = jax.lax.scan(body, (runner, collectors),
-                                                     jnp.arange(config.num_updates))
+        carry, metrics = (runner, collectors), []
+        for idx, step in phases:
+            carry, m = jax.lax.scan(functools.partial(body, step), carry, idx)
+            metrics.append(m)
+        runner, collectors = carry
+        metrics = jax.tree.map(lambda *m: jnp.concatenate(m), *metrics)
         return runner._replace(collector=collectors), metrics
 
     return train

@@ -139,5 +139,32 @@ def test_dqn_one_chunk_is_make_train_exactly_and_chunks_rotate():
     # learning starts once the buffer holds a minibatch (8): from the second update on
     loss = np.asarray(metrics["loss"])
     assert np.isnan(loss[0]) and np.isfinite(loss[1:]).all()
-    with pytest.raises(TypeError, match="PPOConfig or a DQNConfig"):
+    with pytest.raises(TypeError, match="PPOConfig, a DQNConfig or a VDNConfig"):
         chunking.make_train_chunked(env, batch, object(), 2)
+
+
+def test_iql_one_chunk_is_make_train_exactly_and_chunks_rotate():
+    from probe_envs import CounterEnv, CounterParams
+
+    from dtwin_jax.envs.wrappers import VecEnv
+    from dtwin_jax.learners import vdn
+
+    env = CounterEnv()
+    batch = VecEnv(env, 4).batch_params(CounterParams(horizon=1000))
+    # 2 warm-up updates that only collect, then learning
+    cfg = vdn.VDNConfig(mixer="iql", num_envs=4, num_steps=3, total_timesteps=4 * 3 * 4,
+                        learning_starts=4 * 3 * 2, buffer_size=16, batch_size=2, num_epochs=1,
+                        hidden_size=8)
+    key = jax.random.PRNGKey(2)
+    r1, m1 = jax.jit(vdn.make_train(env, batch, cfg, batched_params=True))(key)
+    r2, m2 = jax.jit(chunking.make_train_chunked(env, batch, cfg, 4))(key)
+    for a, b in zip(jax.tree.leaves(r1.params), jax.tree.leaves(r2.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for name in m1:
+        np.testing.assert_array_equal(np.asarray(m1[name]), np.asarray(m2[name]))
+    # 2 chunks of 2 twins: 48 twin steps are 8 updates of 2 twins x 3 steps, 4 per chunk, so
+    # every twin steps 12 times; warm-up is 24 twin steps = the first 4 updates
+    runner, metrics = jax.jit(chunking.make_train_chunked(env, batch, cfg, 2))(key)
+    np.testing.assert_array_equal(np.asarray(runner.collector.env_state.env_state.t), 12)
+    loss = np.asarray(metrics["loss"])
+    assert loss.shape == (8,) and np.isnan(loss[:4]).all() and np.isfinite(loss[4:]).all()

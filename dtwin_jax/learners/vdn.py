@@ -327,29 +327,16 @@ def make_network(config: VDNConfig, env: Environment, params=None) -> RecurrentQ
                              config.dueling)
 
 
-def make_train(
-    env: Environment,
-    env_params=None,
-    config: VDNConfig | None = None,
-    progress: bool = False,
-    batched_params: bool = False,
-) -> Callable[[chex.PRNGKey], tuple[TrainState, dict]]:
-    """Build ``train(key) -> (TrainState, metrics)``: a full VDN or IQL run, jit/vmap-able.
-
-    ``env_params``: one params struct for all twins (default ``env.default_params``), or with
-    ``batched_params=True`` a struct whose leaves carry a leading ``[num_envs]`` axis
-    (heterogeneous twins; :func:`dtwin_jax.parallel.train_sharded` passes one so).
-    ``metrics`` maps :data:`METRIC_NAMES` and ``config.info_keys`` to ``[num_updates]``
-    float32: ``reward`` (mean reward the learner trains on: team reward per twin-step for VDN,
-    local reward per live agent-step for IQL), ``episode_return`` (mean return of the episodes
-    completed in the update - the *team* return ``sum_t info["team_reward"]`` whenever the env
-    reports one, for VDN and IQL alike, so the two compare on the same objective; carried over
-    when none completed, NaN before the first), ``episodes``, ``loss`` and ``q_value`` (mean
-    over the update's gradient steps of the TD loss and of the Q of the taken actions, per
-    agent for IQL and ``Q_tot`` for VDN; NaN during warm-up), ``epsilon``. ``progress=True``
-    shows a tqdm bar over updates.
+def _parts(env: Environment, env_params, config: VDNConfig, batched_params: bool,
+           progress: bool) -> tuple[Callable, Callable]:
+    """``(init(key, env_params=None) -> TrainState, update(state, i, learn, env_params=None) ->
+    (state, metrics))`` of a VDN or IQL run: the network, optimiser, buffer and twins made,
+    and one update (collect ``num_steps`` steps; with ``learn``, a static bool, then the
+    gradient steps). Shared by :func:`make_train` and
+    :func:`dtwin_jax.chunking.make_train_chunked`; see :func:`make_train` for the arguments
+    and the metrics. ``env_params`` (a batch of the same structure and ``[num_envs]`` axis)
+    replaces the one given here for that call.
     """
-    config = VDNConfig() if config is None else config
     vdn = config.mixer == "vdn"
     vec = common.make_vec_env(env, config.num_envs)
     params, one_params = common.twin_batch(vec, env_params, batched_params)
@@ -364,7 +351,7 @@ def make_train(
                              "info['team_reward']; use mixer='iql'")
     multi = vec.multi
     num_agents = env.num_agents if multi else 1
-    num_updates, warmup = config.num_updates, config.warmup_updates
+    num_updates = config.num_updates
     t_len, batch = config.num_steps, config.batch_size
     tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
                      optax.adam(config.lr, eps=1e-5))
@@ -381,7 +368,7 @@ def make_train(
     def to_env(action):
         return action[..., 0] if fac.flat else action
 
-    def rollout(state: TrainState, key, epsilon):
+    def rollout(state: TrainState, key, epsilon, env_params):
         net_params = state.params
 
         def policy(k, view, first, hidden):
@@ -392,7 +379,7 @@ def make_train(
             return action, to_env(action), {}, hidden
 
         def step(collector, k):
-            return common.env_step(vec, params, policy, collector, k, config.info_keys,
+            return common.env_step(vec, env_params, policy, collector, k, config.info_keys,
                                    info_agent_keys, twin_keys)
 
         collector, (traj, stats) = jax.lax.scan(step, state.collector,
@@ -446,10 +433,11 @@ def make_train(
         return (optax.apply_updates(net_params, updates), opt_state, target_params, buf), (
             loss, q_mean)
 
-    def update(state: TrainState, i, learn: bool):
+    def update(state: TrainState, i, learn: bool, env_params=None):
         key, k_roll, k_learn = jax.random.split(state.key, 3)
         epsilon = epsilon_at(i)
-        state, (traj, stats) = rollout(state, k_roll, epsilon)
+        state, (traj, stats) = rollout(state, k_roll, epsilon,
+                                       params if env_params is None else env_params)
         if learn:
             (net_params, opt_state, _, _), (losses, qs) = jax.lax.scan(
                 grad_step, (state.params, state.opt_state, state.target_params, state.buffer),
@@ -480,10 +468,11 @@ def make_train(
             bar.update(i, episode_return=last_return)
         return state._replace(last_return=last_return, key=key), metrics
 
-    def train(key: chex.PRNGKey) -> tuple[TrainState, dict]:
+    def init(key: chex.PRNGKey, env_params=None) -> TrainState:
         key, k_net, k_reset = jax.random.split(key, 3)
         hidden = ResetGRU.initial_state((config.num_envs, num_agents), config.hidden_size)
-        collector = common.init_collector(vec, k_reset, params, hidden)
+        collector = common.init_collector(vec, k_reset, params if env_params is None
+                                          else env_params, hidden)
         view = common.agent_view(collector.obs, multi)
         mask = masks_of(view)
         net_params = network.init(k_net, hidden, view.features[None], collector.first[None],
@@ -499,10 +488,42 @@ def make_train(
             next_feats=jnp.zeros((t_len, *view.features.shape[1:]), jnp.float32),
             next_mask=jnp.zeros((t_len, *_pack(mask).shape[1:]), jnp.uint8),
         )
-        state = TrainState(net_params, net_params, tx.init(net_params),
-                           buffer.flat_init(example, config.buffer_size), collector,
-                           jnp.float32(jnp.nan), key)
-        idx = jnp.arange(num_updates)
+        return TrainState(net_params, net_params, tx.init(net_params),
+                          buffer.flat_init(example, config.buffer_size), collector,
+                          jnp.float32(jnp.nan), key)
+
+    return init, update
+
+
+def make_train(
+    env: Environment,
+    env_params=None,
+    config: VDNConfig | None = None,
+    progress: bool = False,
+    batched_params: bool = False,
+) -> Callable[[chex.PRNGKey], tuple[TrainState, dict]]:
+    """Build ``train(key) -> (TrainState, metrics)``: a full VDN or IQL run, jit/vmap-able.
+
+    ``env_params``: one params struct for all twins (default ``env.default_params``), or with
+    ``batched_params=True`` a struct whose leaves carry a leading ``[num_envs]`` axis
+    (heterogeneous twins; :func:`dtwin_jax.parallel.train_sharded` passes one so).
+    ``metrics`` maps :data:`METRIC_NAMES` and ``config.info_keys`` to ``[num_updates]``
+    float32: ``reward`` (mean reward the learner trains on: team reward per twin-step for VDN,
+    local reward per live agent-step for IQL), ``episode_return`` (mean return of the episodes
+    completed in the update - the *team* return ``sum_t info["team_reward"]`` whenever the env
+    reports one, for VDN and IQL alike, so the two compare on the same objective; carried over
+    when none completed, NaN before the first), ``episodes``, ``loss`` and ``q_value`` (mean
+    over the update's gradient steps of the TD loss and of the Q of the taken actions, per
+    agent for IQL and ``Q_tot`` for VDN; NaN during warm-up), ``epsilon``. ``progress=True``
+    shows a tqdm bar over updates.
+    """
+    config = VDNConfig() if config is None else config
+    init, update = _parts(env, env_params, config, batched_params, progress)
+    warmup = config.warmup_updates
+
+    def train(key: chex.PRNGKey) -> tuple[TrainState, dict]:
+        state = init(key)
+        idx = jnp.arange(config.num_updates)
         state, m_warm = jax.lax.scan(lambda s, i: update(s, i, False), state, idx[:warmup])
         state, m_learn = jax.lax.scan(lambda s, i: update(s, i, True), state, idx[warmup:])
         return state, jax.tree.map(lambda a, b: jnp.concatenate([a, b]), m_warm, m_learn)
