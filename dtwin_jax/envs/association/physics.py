@@ -20,7 +20,6 @@ LOAD_LIMIT = 20.0
 _DB_TO_LN = float(np.log(10.0) / 10.0)  # 10^(x/10) = exp(_DB_TO_LN x)
 _DB_MAX = 300.0  # dB cap of linear powers, as in dtwin_jax.radio.link
 _P_MAX_W = 1e30
-_TINY = 1e-30
 
 
 # ---------------------------------------------------------------------- shadowing
@@ -89,17 +88,9 @@ def noise_w(params) -> jax.Array:
 
 
 def sinr(pos: jax.Array, shadow, params, num_macro: int) -> jax.Array:
-    """Full-load SINR (linear) ``[U, B]`` of users at ``pos [U, 2]`` (m).
-
-    As :func:`~dtwin_jax.radio.link.full_load_sinr`, with the interference from the other
-    BSs summed by one matmul with ``1 - I`` (exact zeros, no ``total - own`` cancellation),
-    which XLA runs far faster on CPU than unrolled sums over a short minor axis.
-    """
-    rx = rx_power_w(pos, shadow, params, num_macro)
-    others = 1.0 - jnp.eye(rx.shape[-1], dtype=jnp.float32)
-    interference = jnp.matmul(rx, others, precision=jax.lax.Precision.HIGHEST)
-    noise = jnp.maximum(noise_w(params), 0.0)
-    return jnp.minimum(rx / jnp.maximum(interference + noise, _TINY), link.SINR_MAX)
+    """Full-load SINR (linear) ``[U, B]`` of users at ``pos [U, 2]`` (m):
+    :func:`~dtwin_jax.radio.link.full_load_sinr` of :func:`rx_power_w` and :func:`noise_w`."""
+    return link.full_load_sinr(rx_power_w(pos, shadow, params, num_macro), noise_w(params))
 
 
 def log_util(rate: jax.Array, params) -> jax.Array:
