@@ -100,8 +100,9 @@ def log_util(rate: jax.Array, params) -> jax.Array:
 
 # ---------------------------------------------------------------------- observation
 def top_candidates(sinr_lin: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
-    """The ``n`` largest entries of ``sinr_lin [U, B]`` per user, best first (ties: lower
-    index first, as ``lax.top_k``): values ``[U, n]`` and one-hot selections ``[U, n, B]``.
+    """The ``n`` largest entries of ``sinr_lin [..., B]`` along its last axis, best first
+    (ties: lower index first, as ``lax.top_k``): values ``[..., n]`` and one-hot selections
+    ``[..., n, B]``.
 
     ``n`` rounds of a masked argmax: much faster than ``lax.top_k`` for a small B on CPU.
     """
@@ -111,7 +112,7 @@ def top_candidates(sinr_lin: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
     for _ in range(n):
         best = jnp.argmax(cur, axis=-1)
         vals.append(jnp.max(cur, axis=-1))
-        sel = b_idx == best[:, None]
+        sel = b_idx == best[..., None]
         sels.append(sel)
         cur = jnp.where(sel, -jnp.inf, cur)
     return jnp.stack(vals, axis=-1), jnp.stack(sels, axis=-2)
